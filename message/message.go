@@ -1,0 +1,206 @@
+// Package message is the mesh's message model and its versioned binary codec.
+//
+// A message has three parts, as in the design brief:
+//
+//   - a UID: the sending node's UUID and an index (the per-stream sequence number
+//     for data; -1 for acknowledgements; 0 for link-local control messages);
+//   - a Header: the message type, flags, a hop limit, the optional target node,
+//     the source's epoch and a type-specific reference number;
+//   - a Body: the application's bytes for data, or an encoded control payload
+//     (State, StateRequest, EdgeChange, Ack, Hello, Reject).
+//
+// Decoding is strict: a truncated, oversized, unknown-version or unknown-type frame
+// yields a *DecodeError wrapping one of the sentinel errors (ErrTruncated,
+// ErrTooLarge, ErrVersion, ErrType, ErrMalformed), and never panics. Decoding a
+// valid frame allocates nothing.
+// docs/PROTOCOL.md is the normative description of the wire format.
+package message
+
+import (
+	"github.com/google/uuid"
+)
+
+// Version is the protocol version written in every frame's first byte.
+// A decoder rejects every other version with ErrVersion.
+const Version = 1
+
+// Type is a message type.
+type Type uint8
+
+// Message types. Values are part of the wire format: never renumber.
+const (
+	// TypeHello opens an edge: the dialer's identity, addresses and free slots (body: Hello).
+	TypeHello Type = 1
+	// TypeWelcome accepts an edge: the acceptor's identity, addresses and free slots (body: Hello).
+	TypeWelcome Type = 2
+	// TypeReject refuses an edge, with a reason and entry points to try (body: Reject).
+	TypeReject Type = 3
+	// TypeKeepalive proves liveness on an idle edge (empty body).
+	TypeKeepalive Type = 4
+	// TypeNetworkState carries one or more link-state records (body: StateList).
+	TypeNetworkState Type = 5
+	// TypeNetworkStateRequest asks a neighbour for link-state records (body: StateRequest).
+	TypeNetworkStateRequest Type = 6
+	// TypeNewEdge announces that an origin gained a neighbour (body: EdgeChange).
+	TypeNewEdge Type = 7
+	// TypeDestroyEdge announces that an origin lost a neighbour (body: EdgeChange).
+	TypeDestroyEdge Type = 8
+	// TypeMsg is a unicast application message (body: application bytes).
+	TypeMsg Type = 9
+	// TypeMsgBroadcast is a broadcast application message (body: application bytes).
+	// With a zero Target it is flooded; with a Target it is a repair copy routed to that node.
+	TypeMsgBroadcast Type = 10
+	// TypeAck acknowledges a data stream; its UID index is always -1 (body: Ack).
+	TypeAck Type = 11
+	// TypeGoodbye announces a graceful departure on an edge (empty body).
+	TypeGoodbye Type = 12
+
+	typeMax = TypeGoodbye
+)
+
+// String returns the type's protocol name, as in docs/PROTOCOL.md.
+func (t Type) String() string {
+	switch t {
+	case TypeHello:
+		return "hello"
+	case TypeWelcome:
+		return "welcome"
+	case TypeReject:
+		return "reject"
+	case TypeKeepalive:
+		return "keepalive"
+	case TypeNetworkState:
+		return "network_state"
+	case TypeNetworkStateRequest:
+		return "network_state_request"
+	case TypeNewEdge:
+		return "new_edge"
+	case TypeDestroyEdge:
+		return "destroy_edge"
+	case TypeMsg:
+		return "msg"
+	case TypeMsgBroadcast:
+		return "msg_broadcast"
+	case TypeAck:
+		return "ack"
+	case TypeGoodbye:
+		return "goodbye"
+	}
+	return "unknown"
+}
+
+// Valid reports whether t is a type this version knows.
+func (t Type) Valid() bool { return t >= TypeHello && t <= typeMax }
+
+// Flags are per-message bits. Unknown bits are rejected by the decoder.
+type Flags uint8
+
+const (
+	// FlagBroadcastStream marks an Ack as acknowledging the source's broadcast
+	// stream rather than its unicast stream.
+	FlagBroadcastStream Flags = 1 << 0
+
+	flagsKnown = FlagBroadcastStream
+)
+
+// AckIndex is the UID index every acknowledgement carries.
+const AckIndex = -1
+
+// UID identifies a message: the sending node and an index.
+type UID struct {
+	Node  uuid.UUID
+	Index int32
+}
+
+// Header is what forwarding and the state machines need, besides the UID.
+type Header struct {
+	Type     Type
+	Flags    Flags
+	HopLimit uint8
+	// Target is the destination node; uuid.Nil means none (link-local or flooded).
+	Target uuid.UUID
+	// Epoch is the source node's incarnation: larger after every restart.
+	Epoch uint64
+	// Ref is type-specific: for msg and msg_broadcast it is the sender's window
+	// base (the lowest index it may still send); otherwise 0.
+	Ref uint32
+}
+
+// Message is one decoded frame.
+//
+// After Decode, Body aliases the decoded buffer: copy it before the buffer is reused.
+type Message struct {
+	UID    UID
+	Header Header
+	Body   []byte
+}
+
+// State is one origin's link-state record, carried by network_state.
+type State struct {
+	Origin uuid.UUID
+	// Epoch is the origin's incarnation; a larger epoch replaces any sequence.
+	Epoch uint64
+	// Seq increases with every change the origin makes within one epoch.
+	Seq uint64
+	// FreeSlots is how many more neighbours the origin accepts.
+	FreeSlots uint16
+	// Neighbors are the origin's current neighbours, sorted, without duplicates.
+	Neighbors []uuid.UUID
+	// Addrs are the addresses at which the origin can be dialled.
+	Addrs []string
+}
+
+// StateList is the body of network_state: one or more records.
+type StateList []State
+
+// StateRequest is the body of network_state_request: the origins whose records
+// are wanted; empty means the whole database.
+type StateRequest []uuid.UUID
+
+// EdgeChange is the body of new_edge and destroy_edge: an incremental change to
+// Origin's record that takes it from sequence Seq-1 to Seq.
+type EdgeChange struct {
+	Origin    uuid.UUID
+	Epoch     uint64
+	Seq       uint64
+	Peer      uuid.UUID
+	FreeSlots uint16
+}
+
+// Ack is the body of an acknowledgement.
+type Ack struct {
+	// StreamEpoch is the epoch of the data sender whose stream this acknowledges.
+	StreamEpoch uint64
+	// Cum is the cumulative acknowledgement: every index before Cum (in the
+	// stream's modular order) has been delivered to the application.
+	Cum uint32
+	// SACK is a bitmap of messages received and buffered but not yet delivered:
+	// bit i (LSB first within each byte) stands for index Cum+i.
+	SACK []byte
+}
+
+// Hello is the body of hello and welcome.
+type Hello struct {
+	// Addrs are the sender's dialable addresses.
+	Addrs []string
+	// FreeSlots is how many more neighbours the sender accepts.
+	FreeSlots uint16
+}
+
+// RejectReason says why an edge was refused.
+type RejectReason uint8
+
+// Reject reasons.
+const (
+	RejectFull      RejectReason = 1 // no free connection slots
+	RejectDuplicate RejectReason = 2 // an edge between the two nodes exists already
+	RejectSelf      RejectReason = 3 // the dialer reached itself
+	RejectClosing   RejectReason = 4 // the acceptor is shutting down
+)
+
+// Reject is the body of reject.
+type Reject struct {
+	Reason RejectReason
+	// EntryPoints are addresses of nodes that may accept instead.
+	EntryPoints []string
+}

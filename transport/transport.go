@@ -1,0 +1,70 @@
+// Package transport defines the two small interfaces every mesh transport
+// implements: a Transport dials and accepts Edges, and an Edge carries whole
+// frames to and from one neighbour.
+//
+// Edges are message-oriented: one Send is one Receive on the other side, never
+// split or merged. Stream-based transports (QUIC, libp2p) put length-prefixed
+// framing over their streams; the memory transport passes frames as they are.
+//
+// Delivery on an Edge is best-effort: a transport may lose, duplicate, reorder
+// or delay frames (the memory transport does so on purpose). Everything above
+// (routing, end-to-end reliability) is built to survive that.
+package transport
+
+import (
+	"context"
+	"errors"
+)
+
+// Errors that transports return, wrapped with %w where more context helps.
+var (
+	// ErrClosed is returned by every call on a closed Transport or Edge.
+	ErrClosed = errors.New("transport: closed")
+	// ErrFrameTooLarge is returned by Send for a frame over the transport's limit.
+	ErrFrameTooLarge = errors.New("transport: frame too large")
+	// ErrUnreachable is returned by Dial when nothing answers at the address.
+	ErrUnreachable = errors.New("transport: address unreachable")
+)
+
+// DefaultMaxFrame is the largest frame a transport accepts unless configured
+// otherwise: 1 MiB of body plus a header.
+const DefaultMaxFrame = 1<<20 + 1024
+
+// Transport makes Edges: outgoing by Dial, incoming by Accept.
+//
+// All methods are safe for concurrent use.
+type Transport interface {
+	// Dial opens an edge to the transport listening at addr.
+	// It returns when the edge is ready to carry frames, or ctx ends.
+	Dial(ctx context.Context, addr string) (Edge, error)
+	// Accept waits for the next incoming edge. It returns ErrClosed once the
+	// Transport is closed.
+	Accept(ctx context.Context) (Edge, error)
+	// Addrs returns the addresses at which other transports can dial this one.
+	Addrs() []string
+	// Close stops accepting and closes every edge this transport made.
+	// Pending Accept calls return ErrClosed.
+	Close() error
+}
+
+// Edge is a frame-oriented connection to one neighbour.
+//
+// Send and Receive may be called concurrently with each other and with Close;
+// at most one goroutine should Send and at most one should Receive at a time.
+type Edge interface {
+	// Send transmits one frame. The transport does not retain frame after Send
+	// returns, so the caller may reuse it. Send may block for flow control;
+	// it returns when ctx ends, with ctx's error.
+	Send(ctx context.Context, frame []byte) error
+	// Receive returns the next frame. The returned slice belongs to the caller.
+	// After the edge is closed, by either side, Receive returns an error
+	// wrapping ErrClosed (or the transport's own error for a broken link).
+	Receive(ctx context.Context) ([]byte, error)
+	// Close closes the edge. The other side's Receive eventually fails,
+	// unless the link is broken in a way the transport cannot see.
+	Close() error
+	// LocalAddr is this side's address of the edge.
+	LocalAddr() string
+	// RemoteAddr is the other side's address of the edge.
+	RemoteAddr() string
+}
