@@ -1,0 +1,4 @@
+package node
+
+// DebugString exposes the loop's state to the external tests.
+var DebugString = (*Node).debugString

@@ -1,0 +1,413 @@
+// Package node wires the mesh together: it owns the connection table (keyed by
+// the neighbour's UUID), the handshake, keepalives and failure detection,
+// forwarding, the routing table and the reliability streams, and offers the
+// public API: Connect, Send, Multicast, Broadcast, Receive and Events.
+//
+// A Node runs one event loop goroutine that owns all of its state, plus a
+// reader and a writer goroutine per edge and an accept goroutine per transport.
+// The loop keeps a single timer set to the earliest deadline of its parts
+// (retransmissions, keepalives, link-state refresh and ageing). Close stops
+// every goroutine the node started.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+
+	"github.com/distrirender/distrirender/message"
+	"github.com/distrirender/distrirender/queue"
+	"github.com/distrirender/distrirender/reliability"
+	"github.com/distrirender/distrirender/routing"
+	"github.com/distrirender/distrirender/transport"
+)
+
+// Errors returned by Node methods, wrapped with %w where more context helps.
+var (
+	ErrClosed        = errors.New("node: closed")
+	ErrInvalidOption = errors.New("node: invalid option")
+	ErrSelf          = errors.New("node: destination is this node")
+	ErrNilTarget     = errors.New("node: nil destination")
+	ErrTooLarge      = errors.New("node: body too large")
+	ErrRejected      = errors.New("node: connection rejected")
+	ErrHandshake     = errors.New("node: handshake failed")
+	ErrDuplicateEdge = errors.New("node: already connected to that node")
+)
+
+// RejectedError is returned by Connect when the contacted node refused the
+// edge. It wraps ErrRejected; EntryPoints are addresses it suggested instead.
+type RejectedError struct {
+	Peer        uuid.UUID
+	Reason      message.RejectReason
+	EntryPoints []string
+}
+
+func (e *RejectedError) Error() string {
+	return fmt.Sprintf("node: connection rejected by %s (reason %d, %d entry points)", e.Peer, e.Reason, len(e.EntryPoints))
+}
+
+// Unwrap makes errors.Is(err, ErrRejected) true.
+func (e *RejectedError) Unwrap() error { return ErrRejected }
+
+// Delivery is one message delivered to this node's application.
+type Delivery struct {
+	// From is the node that sent it.
+	From uuid.UUID
+	// Body is the application's bytes; it belongs to the receiver.
+	Body []byte
+	// Broadcast is true for a message sent with Broadcast.
+	Broadcast bool
+	// Index is the message's index in its sender's stream (modulo the
+	// reliability modulus).
+	Index uint32
+}
+
+// EventKind says what an Event reports.
+type EventKind uint8
+
+// Event kinds.
+const (
+	// NeighborUp: an edge to Peer completed its handshake.
+	NeighborUp EventKind = iota + 1
+	// NeighborDown: the edge to Peer is gone (closed, failed, or silent too long).
+	NeighborDown
+	// TopologyChanged: the set of reachable nodes or their routes changed.
+	TopologyChanged
+	// DeliveryFailed: a message accepted by Send, Multicast or Broadcast could
+	// not be confirmed delivered to Peer; Body is the message and Err why.
+	DeliveryFailed
+	// Connected: the node got its first neighbour.
+	Connected
+	// Disconnected: the node lost its last neighbour.
+	Disconnected
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case NeighborUp:
+		return "neighbor-up"
+	case NeighborDown:
+		return "neighbor-down"
+	case TopologyChanged:
+		return "topology-changed"
+	case DeliveryFailed:
+		return "delivery-failed"
+	case Connected:
+		return "connected"
+	case Disconnected:
+		return "disconnected"
+	}
+	return "unknown"
+}
+
+// Event is something the application may want to know.
+type Event struct {
+	Kind EventKind
+	// Peer is the neighbour (NeighborUp/Down) or the destination (DeliveryFailed).
+	Peer uuid.UUID
+	// Broadcast marks a failed broadcast delivery.
+	Broadcast bool
+	// Index is the failed message's index in this node's stream.
+	Index uint32
+	// Body is the failed message's body.
+	Body []byte
+	// Err is why the delivery failed, or why a neighbour went down.
+	Err error
+}
+
+// Stats are counters a Node keeps; read them with Node.Stats.
+type Stats struct {
+	FramesIn, FramesOut        uint64 // frames received from / queued to neighbours
+	Forwarded                  uint64 // frames relayed for other nodes
+	DroppedForward             uint64 // frames dropped because a neighbour's buffer was full
+	DroppedNoRoute             uint64 // frames dropped for want of a route (retransmitted end to end)
+	DroppedHopLimit            uint64 // frames dropped at hop limit zero
+	Hostile                    uint64 // malformed or invalid frames from neighbours
+	Delivered                  uint64 // messages handed to the application
+	Duplicates                 uint64 // data frames received again and dropped
+	Retransmits                uint64 // end-to-end retransmissions
+	Failed                     uint64 // messages reported as DeliveryFailed
+	EventsDropped              uint64 // events lost because Events() was not drained
+	NeighborsUp, NeighborsDown uint64 // edges established / edges lost
+}
+
+type counters struct {
+	framesIn, framesOut, forwarded, droppedForward, droppedNoRoute, droppedHop atomic.Uint64
+	hostile, delivered, duplicates, retransmits, failed, eventsDropped         atomic.Uint64
+	up, down                                                                   atomic.Uint64
+}
+
+// Node is one member of the mesh.
+type Node struct {
+	id     uuid.UUID
+	epoch  uint64
+	cfg    config
+	log    *slog.Logger
+	trs    []transport.Transport
+	adv    []string // the addresses advertised in hello and link state
+	events chan Event
+	in     *queue.Queue[Delivery]
+	stats  counters
+
+	inbox     chan inFrame  // decoded frames from readers
+	reqs      chan func()   // work for the loop, from API calls and helper goroutines
+	quit      chan struct{} // closed when the node shuts down: everyone stops posting
+	closing   chan struct{} // closed by Close to ask the loop to shut down
+	loopDone  chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+	ctx       context.Context // cancelled at shutdown; bounds every transport call
+	cancel    context.CancelFunc
+
+	st *state // owned by the loop goroutine
+}
+
+// New makes a node on transport tr (and any added WithTransport), starts
+// accepting edges and returns. The node owns its transports: Close closes them.
+func New(tr transport.Transport, opts ...Option) (*Node, error) {
+	if tr == nil {
+		return nil, fmt.Errorf("%w: nil transport", ErrInvalidOption)
+	}
+	cfg := defaults()
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.id == uuid.Nil {
+		id, err := uuid.NewRandom()
+		if err != nil {
+			return nil, fmt.Errorf("node: making an ID: %w", err)
+		}
+		cfg.id = id
+	}
+	if cfg.epoch == 0 {
+		cfg.epoch = uint64(time.Now().UnixNano())
+	}
+	cfg.rel = cfg.rel.WithDefaults()
+	if err := cfg.rel.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
+	}
+	cfg.rt = cfg.rt.WithDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &Node{
+		id:       cfg.id,
+		epoch:    cfg.epoch,
+		cfg:      cfg,
+		log:      cfg.logger.With("node", cfg.id.String()[:8]),
+		trs:      append([]transport.Transport{tr}, cfg.extra...),
+		events:   make(chan Event, cfg.eventBuf),
+		in:       queue.New[Delivery](cfg.inbound),
+		inbox:    make(chan inFrame, 256),
+		reqs:     make(chan func(), 64),
+		quit:     make(chan struct{}),
+		closing:  make(chan struct{}),
+		loopDone: make(chan struct{}),
+		ctx:      ctx,
+		cancel:   cancel,
+	}
+	n.adv = advertisable(n.Addrs())
+	n.st = newState(n, time.Now())
+	n.wg.Add(1)
+	go n.loop()
+	for _, t := range n.trs {
+		n.wg.Add(1)
+		go n.acceptLoop(t)
+	}
+	return n, nil
+}
+
+// ID returns the node's UUID, its address in the mesh.
+func (n *Node) ID() uuid.UUID { return n.id }
+
+// Epoch returns the node's incarnation number.
+func (n *Node) Epoch() uint64 { return n.epoch }
+
+// Addrs returns the addresses of all the node's transports.
+func (n *Node) Addrs() []string {
+	var out []string
+	for _, t := range n.trs {
+		out = append(out, t.Addrs()...)
+	}
+	return out
+}
+
+// advertisable keeps the addresses that fit the wire format's limits.
+func advertisable(addrs []string) []string {
+	var out []string
+	for _, a := range addrs {
+		if len(out) < message.MaxAddrs && a != "" && len(a) <= message.MaxAddrLen && utf8.ValidString(a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// Events returns the channel on which the node reports events. It is closed
+// by Close. An event that finds the channel full is dropped and counted
+// (Stats.EventsDropped), so an application that wants every DeliveryFailed
+// must keep draining it.
+func (n *Node) Events() <-chan Event { return n.events }
+
+// Stats returns a snapshot of the node's counters.
+func (n *Node) Stats() Stats {
+	c := &n.stats
+	return Stats{
+		FramesIn: c.framesIn.Load(), FramesOut: c.framesOut.Load(),
+		Forwarded: c.forwarded.Load(), DroppedForward: c.droppedForward.Load(),
+		DroppedNoRoute: c.droppedNoRoute.Load(), DroppedHopLimit: c.droppedHop.Load(),
+		Hostile: c.hostile.Load(), Delivered: c.delivered.Load(), Duplicates: c.duplicates.Load(),
+		Retransmits: c.retransmits.Load(), Failed: c.failed.Load(), EventsDropped: c.eventsDropped.Load(),
+		NeighborsUp: c.up.Load(), NeighborsDown: c.down.Load(),
+	}
+}
+
+// do runs f on the loop goroutine and waits for it, or fails with ErrClosed.
+func (n *Node) do(ctx context.Context, f func()) error {
+	done := make(chan struct{})
+	select {
+	case n.reqs <- func() { f(); close(done) }:
+	case <-n.quit:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-n.loopDone:
+		// The loop may have run f just before it stopped.
+		select {
+		case <-done:
+			return nil
+		default:
+			return ErrClosed
+		}
+	}
+}
+
+// Neighbors returns the UUIDs of the current neighbours, sorted.
+func (n *Node) Neighbors() []uuid.UUID {
+	var out []uuid.UUID
+	_ = n.do(context.Background(), func() { out = n.st.neighbors() })
+	return out
+}
+
+// Topology returns a copy of the node's view of the mesh.
+func (n *Node) Topology() routing.Topology {
+	var tp routing.Topology
+	_ = n.do(context.Background(), func() { tp = n.st.rt.Topology() })
+	return tp
+}
+
+// Send sends body to node to, reliably and in order with this node's other
+// messages to the same destination. It returns once the message is accepted
+// (queued for transmission); if it then cannot be delivered, a DeliveryFailed
+// event says so. Send blocks while the destination's window and backlog are
+// full, until ctx ends. The body is copied.
+func (n *Node) Send(ctx context.Context, to uuid.UUID, body []byte) error {
+	return n.Multicast(ctx, []uuid.UUID{to}, body)
+}
+
+// Multicast sends body to each node in tos, as Send does to each. The message
+// is accepted for all destinations at once or for none.
+func (n *Node) Multicast(ctx context.Context, tos []uuid.UUID, body []byte) error {
+	if len(body) > n.cfg.maxBody {
+		return fmt.Errorf("%w: %d > %d bytes", ErrTooLarge, len(body), n.cfg.maxBody)
+	}
+	dsts := make([]uuid.UUID, 0, len(tos))
+	for _, to := range tos {
+		switch to {
+		case uuid.Nil:
+			return ErrNilTarget
+		case n.id:
+			return ErrSelf
+		}
+		if !slices.Contains(dsts, to) {
+			dsts = append(dsts, to)
+		}
+	}
+	if len(dsts) == 0 {
+		return nil
+	}
+	return n.submit(ctx, &sendReq{dsts: dsts, body: slices.Clone(body)})
+}
+
+// Broadcast sends body to every node in the mesh. It is flooded once through
+// every node and delivered to each exactly once; nodes that miss the flood get
+// a repair copy. Failures are reported per destination as DeliveryFailed.
+func (n *Node) Broadcast(ctx context.Context, body []byte) error {
+	if len(body) > n.cfg.maxBody {
+		return fmt.Errorf("%w: %d > %d bytes", ErrTooLarge, len(body), n.cfg.maxBody)
+	}
+	return n.submit(ctx, &sendReq{bcast: true, body: slices.Clone(body)})
+}
+
+// submit hands a send request to the loop and waits until it is accepted,
+// ctx ends or the node closes. Exactly one of accept and cancel wins, so a
+// message is never both reported as not sent and sent.
+func (n *Node) submit(ctx context.Context, r *sendReq) error {
+	r.done = make(chan error, 1)
+	select {
+	case n.reqs <- func() { n.st.submit(r) }:
+	case <-n.quit:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		if r.state.CompareAndSwap(reqPending, reqCancelled) {
+			return ctx.Err()
+		}
+		return <-r.done
+	case <-n.loopDone:
+		if r.state.CompareAndSwap(reqPending, reqCancelled) {
+			return ErrClosed
+		}
+		return <-r.done
+	}
+}
+
+// Receive returns the next delivered message, waiting until one arrives, ctx
+// ends, or the node is closed and every delivered message has been received.
+func (n *Node) Receive(ctx context.Context) (Delivery, error) {
+	d, err := n.in.Pop(ctx)
+	if errors.Is(err, queue.ErrClosed) {
+		return d, ErrClosed
+	}
+	return d, err
+}
+
+// Close leaves the mesh: it tells the neighbours goodbye, reports every
+// unconfirmed message as failed, closes the transports and stops every
+// goroutine the node started. Messages already delivered stay receivable.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() { close(n.closing) })
+	<-n.loopDone
+	n.wg.Wait()
+	return nil
+}
+
+// emit reports an event without ever blocking the loop.
+func (n *Node) emit(e Event) {
+	select {
+	case n.events <- e:
+	default:
+		n.stats.eventsDropped.Add(1)
+		n.log.Warn("event dropped: Events() is not drained", "kind", e.Kind.String(), "peer", e.Peer)
+	}
+}
+
+// reliabilityConfig exposes the effective reliability parameters to tests.
+func (n *Node) reliabilityConfig() reliability.Config { return n.cfg.rel }

@@ -1,0 +1,930 @@
+package node
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/distrirender/distrirender/message"
+	"github.com/distrirender/distrirender/queue"
+	"github.com/distrirender/distrirender/reliability"
+	"github.com/distrirender/distrirender/routing"
+	"github.com/distrirender/distrirender/transport"
+)
+
+// Reasons a neighbour goes down, reported in NeighborDown events.
+var (
+	ErrPeerSilent   = errors.New("node: neighbour silent past the keepalive limit")
+	ErrPeerLeft     = errors.New("node: neighbour said goodbye")
+	ErrPeerReplaced = errors.New("node: neighbour restarted")
+)
+
+const (
+	reqPending int32 = iota
+	reqAccepted
+	reqCancelled
+)
+
+// sendReq is one Send, Multicast or Broadcast waiting for the loop.
+type sendReq struct {
+	dsts  []uuid.UUID // unicast and multicast
+	bcast bool
+	body  []byte
+	state atomic.Int32 // reqPending until the loop accepts or the caller gives up
+	done  chan error
+}
+
+// outStream is this node's stream to one destination, or its broadcast stream.
+type outStream struct {
+	dst     uuid.UUID   // uuid.Nil for the broadcast stream
+	targets []uuid.UUID // {dst} for unicast, reused for every Push
+	snd     *reliability.Sender
+	backlog *queue.Ring[[]byte]
+}
+
+// rxKey names an incoming stream: a source's unicast or broadcast stream.
+type rxKey struct {
+	src   uuid.UUID
+	bcast bool
+}
+
+// topologyEventGap coalesces TopologyChanged events while routes converge.
+const topologyEventGap = 100 * time.Millisecond
+
+// state is everything the loop owns. Only the loop goroutine touches it.
+type state struct {
+	n   *Node
+	now time.Time
+	rt  *routing.Table
+
+	peers   map[uuid.UUID]*peer
+	out     map[uuid.UUID]*outStream
+	bcast   *outStream
+	rx      map[rxKey]*reliability.Receiver
+	parked  []*sendReq
+	ackDue  map[rxKey]struct{} // acks to send once the current batch is handled
+	blocked map[rxKey]struct{} // streams with deliveries waiting for inbound room
+
+	redials   map[string]*redial
+	reachable map[uuid.UUID]struct{}
+	rtVersion uint64
+	topoDirty bool
+	topoLast  time.Time
+	closed    bool
+	connected bool
+}
+
+func newState(n *Node, now time.Time) *state {
+	st := &state{
+		n:         n,
+		now:       now,
+		rt:        routing.New(n.id, n.epoch, now, n.cfg.rt),
+		peers:     make(map[uuid.UUID]*peer),
+		out:       make(map[uuid.UUID]*outStream),
+		rx:        make(map[rxKey]*reliability.Receiver),
+		ackDue:    make(map[rxKey]struct{}),
+		blocked:   make(map[rxKey]struct{}),
+		redials:   make(map[string]*redial),
+		reachable: make(map[uuid.UUID]struct{}),
+	}
+	st.bcast = st.newStream(uuid.Nil)
+	st.rt.SetLocal(now, n.adv, st.free())
+	st.rtVersion = st.rt.Version()
+	return st
+}
+
+func (st *state) newStream(dst uuid.UUID) *outStream {
+	s := &outStream{
+		dst:     dst,
+		snd:     reliability.NewSender(st.n.cfg.rel, st.n.epoch),
+		backlog: queue.NewRing[[]byte](st.n.cfg.backlog),
+	}
+	if dst != uuid.Nil {
+		s.targets = []uuid.UUID{dst}
+	}
+	return s
+}
+
+// loop is the node's event loop: the only goroutine that touches st.
+func (n *Node) loop() {
+	defer n.wg.Done()
+	defer close(n.loopDone)
+	st := n.st
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		st.flush()
+		wait := time.Hour
+		if d := st.nextDeadline(); !d.IsZero() {
+			wait = max(0, time.Until(d))
+		}
+		timer.Reset(wait)
+		select {
+		case f := <-n.inbox:
+			st.now = time.Now()
+			st.handle(f)
+			// Handle what else is waiting before flushing acks: one ack
+			// then covers a whole batch.
+			for range 64 {
+				select {
+				case f := <-n.inbox:
+					st.handle(f)
+					continue
+				default:
+				}
+				break
+			}
+		case f := <-n.reqs:
+			st.now = time.Now()
+			f()
+		case <-timer.C:
+			st.now = time.Now()
+			st.tick()
+		case <-n.in.Space():
+			st.now = time.Now()
+			st.deliverBlocked()
+		case <-n.closing:
+			st.now = time.Now()
+			st.shutdown()
+			return
+		}
+	}
+}
+
+// flush sends the acks due and reports topology changes.
+func (st *state) flush() {
+	for k := range st.ackDue {
+		if rx := st.rx[k]; rx != nil {
+			st.sendAck(k, rx)
+		}
+		delete(st.ackDue, k)
+	}
+	if v := st.rt.Version(); v != st.rtVersion {
+		st.rtVersion = v
+		st.topoDirty = true
+		st.reachabilityChanged()
+	}
+	if st.topoDirty && st.now.Sub(st.topoLast) >= topologyEventGap {
+		st.topoDirty = false
+		st.topoLast = st.now
+		st.n.emit(Event{Kind: TopologyChanged})
+	}
+}
+
+func (st *state) nextDeadline() time.Time {
+	d := st.rt.NextDeadline()
+	if st.topoDirty {
+		d = minTime(d, st.topoLast.Add(topologyEventGap))
+	}
+	for _, r := range st.redials {
+		if !r.busy {
+			d = minTime(d, r.next)
+		}
+	}
+	ka := st.n.cfg.keepalive
+	for _, p := range st.peers {
+		d = minTime(d, p.lastSent.Add(ka))
+		d = minTime(d, p.lastRecv.Add(ka*time.Duration(st.n.cfg.deadAfter)))
+	}
+	d = st.streamDeadline(d, st.bcast)
+	for _, s := range st.out {
+		d = st.streamDeadline(d, s)
+	}
+	return d
+}
+
+func (st *state) streamDeadline(d time.Time, s *outStream) time.Time {
+	t, ok := s.snd.Deadline()
+	if !ok {
+		return d
+	}
+	if t.Before(st.now) {
+		t = st.now // a zero time means "tick now": a target was just added
+	}
+	return minTime(d, t)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// tick runs every timer that is due.
+func (st *state) tick() {
+	now, n := st.now, st.n
+	dead := n.cfg.keepalive * time.Duration(n.cfg.deadAfter)
+	for _, p := range st.peers {
+		switch {
+		case now.Sub(p.lastRecv) >= dead:
+			st.dropPeer(p, ErrPeerSilent)
+		case now.Sub(p.lastSent) >= n.cfg.keepalive:
+			st.enqueue(p, n.frame(message.TypeKeepalive, 0, uuid.Nil, nil), true)
+		}
+	}
+	st.runRedials()
+	st.tickStream(st.bcast)
+	for _, s := range st.out {
+		st.tickStream(s)
+	}
+	if s, ok := st.rt.Refresh(now); ok {
+		st.floodStates(nil, message.StateList{s})
+	}
+	for _, id := range st.rt.Expire(now) {
+		st.forget(id)
+	}
+}
+
+func (st *state) tickStream(s *outStream) {
+	resend, failed := s.snd.Tick(st.now)
+	for _, r := range resend {
+		st.n.stats.retransmits.Add(1)
+		st.transmit(s, r.Target, r.Packet, false)
+	}
+	for _, f := range failed {
+		st.report(s, f)
+	}
+	if len(failed) > 0 {
+		st.pump(s)
+		st.unpark()
+	}
+}
+
+func (st *state) report(s *outStream, f reliability.Failure) {
+	st.n.stats.failed.Add(1)
+	st.n.emit(Event{Kind: DeliveryFailed, Peer: f.Target, Broadcast: s.dst == uuid.Nil, Index: f.Seq, Body: f.Body, Err: f.Err})
+}
+
+// ---- frames ----
+
+// frame encodes a link-local control frame.
+func (n *Node) frame(typ message.Type, flags message.Flags, target uuid.UUID, body []byte) []byte {
+	return n.encode(typ, flags, target, 0, 0, body)
+}
+
+func (n *Node) encode(typ message.Type, flags message.Flags, target uuid.UUID, index int32, ref uint32, body []byte) []byte {
+	m := message.Message{
+		UID:    message.UID{Node: n.id, Index: index},
+		Header: message.Header{Type: typ, Flags: flags, HopLimit: n.cfg.hopLimit, Target: target, Epoch: n.epoch, Ref: ref},
+		Body:   body,
+	}
+	return m.Append(make([]byte, 0, message.HeaderSize+len(body)))
+}
+
+// enqueue queues a frame for a neighbour without ever blocking the loop; a
+// full queue drops the frame (end-to-end reliability recovers data, and
+// link state is refreshed).
+func (st *state) enqueue(p *peer, f []byte, ctrl bool) bool {
+	ch := p.data
+	if ctrl {
+		ch = p.ctrl
+	}
+	select {
+	case ch <- f:
+		st.n.stats.framesOut.Add(1)
+		p.lastSent = st.now
+		return true
+	default:
+		st.n.stats.droppedForward.Add(1)
+		return false
+	}
+}
+
+// route queues a frame towards dst by the routing table.
+func (st *state) route(dst uuid.UUID, f []byte, ctrl bool) bool {
+	nh, ok := st.rt.NextHop(dst)
+	p := st.peers[nh]
+	if !ok || p == nil {
+		st.n.stats.droppedNoRoute.Add(1)
+		return false
+	}
+	return st.enqueue(p, f, ctrl)
+}
+
+// ---- incoming frames ----
+
+func (st *state) handle(f inFrame) {
+	p, m, n := f.p, f.m, st.n
+	if st.peers[p.id] != p {
+		return // an edge that was replaced or dropped
+	}
+	p.lastRecv = st.now
+	switch m.Header.Type {
+	case message.TypeMsg, message.TypeAck, message.TypeMsgBroadcast:
+		if m.UID.Node == n.id {
+			if m.Header.Type != message.TypeMsgBroadcast || m.Header.Target != uuid.Nil {
+				n.hostile(p.id, "data claiming to come from this node", nil)
+			}
+			return // our own flood coming back
+		}
+		switch {
+		case m.Header.Type == message.TypeMsgBroadcast && m.Header.Target == uuid.Nil:
+			st.onFlood(f)
+		case m.Header.Target != n.id:
+			st.forward(f)
+		case m.Header.Type == message.TypeAck:
+			st.onAck(p, m)
+		default:
+			st.onData(p, m, m.Header.Type == message.TypeMsgBroadcast, m.Body)
+		}
+		return
+	}
+	if m.UID.Node != p.id {
+		n.hostile(p.id, "control frame from another node's ID", nil)
+		return
+	}
+	switch m.Header.Type {
+	case message.TypeKeepalive:
+	case message.TypeGoodbye:
+		st.dropPeer(p, ErrPeerLeft)
+	case message.TypeNetworkState:
+		sl, err := message.DecodeStateList(m.Body)
+		if err != nil {
+			n.hostile(p.id, "network_state", err)
+			return
+		}
+		st.applyStates(p, sl)
+	case message.TypeNetworkStateRequest:
+		req, err := message.DecodeStateRequest(m.Body)
+		if err != nil {
+			n.hostile(p.id, "network_state_request", err)
+			return
+		}
+		st.sendStates([]*peer{p}, st.rt.States(req))
+	case message.TypeNewEdge, message.TypeDestroyEdge:
+		c, err := message.DecodeEdgeChange(m.Body)
+		if err != nil {
+			n.hostile(p.id, m.Header.Type.String(), err)
+			return
+		}
+		st.applyEdgeChange(p, m.Header.Type, c)
+	default: // hello, welcome, reject after the handshake
+		n.hostile(p.id, "unexpected "+m.Header.Type.String(), nil)
+	}
+}
+
+// forward relays a frame addressed to another node.
+func (st *state) forward(f inFrame) {
+	if !decHopLimit(f.frame) {
+		st.n.stats.droppedHop.Add(1)
+		return
+	}
+	st.n.stats.forwarded.Add(1)
+	st.route(f.m.Header.Target, f.frame, f.m.Header.Type == message.TypeAck)
+}
+
+// decHopLimit decrements the hop limit in an encoded frame in place
+// (docs/PROTOCOL.md: byte 3) and reports whether the frame may travel on.
+func decHopLimit(frame []byte) bool {
+	if frame[3] <= 1 {
+		return false
+	}
+	frame[3]--
+	return true
+}
+
+// onFlood handles a flooded broadcast: deliver once, re-flood once.
+func (st *state) onFlood(f inFrame) {
+	m := f.m
+	if !st.rt.Known(m.UID.Node) {
+		return // we could not acknowledge it; the origin repairs later
+	}
+	// The frame is shared with the writers that re-flood it, so the
+	// application gets its own copy of the body.
+	if st.onData(f.p, m, true, slices.Clone(m.Body)) != reliability.Accepted {
+		return
+	}
+	if !decHopLimit(f.frame) {
+		return
+	}
+	for _, q := range st.peers {
+		if q != f.p && st.enqueue(q, f.frame, false) {
+			st.n.stats.forwarded.Add(1)
+		}
+	}
+}
+
+// onData feeds a data frame addressed to this node to its receive stream.
+func (st *state) onData(p *peer, m message.Message, bcast bool, body []byte) reliability.Verdict {
+	n := st.n
+	k := rxKey{src: m.UID.Node, bcast: bcast}
+	rx := st.rx[k]
+	if rx == nil {
+		if !st.rt.Known(k.src) {
+			// Without the source's link state there is no route for the ack,
+			// and state for unknown sources would let a neighbour grow memory.
+			// The source retransmits once the mesh has converged.
+			n.stats.droppedNoRoute.Add(1)
+			return reliability.Stale
+		}
+		rx = reliability.NewReceiver(n.cfg.rel)
+		st.rx[k] = rx
+	}
+	v, err := rx.OnData(m.Header.Epoch, uint32(m.UID.Index), m.Header.Ref, body)
+	if err != nil {
+		n.hostile(p.id, "data frame", err)
+		return v
+	}
+	switch v {
+	case reliability.Accepted:
+		st.deliver(k, rx)
+		st.ackDue[k] = struct{}{}
+	case reliability.Duplicate:
+		n.stats.duplicates.Add(1)
+		// Flood copies arrive once per neighbour; only a copy sent to us
+		// directly (a retransmission) asks for a new ack.
+		if !bcast || m.Header.Target == n.id {
+			st.ackDue[k] = struct{}{}
+		}
+	case reliability.OutOfWindow:
+		st.ackDue[k] = struct{}{}
+	}
+	return v
+}
+
+// deliver moves in-order messages from a receive stream to the inbound queue
+// while it has room; the rest wait (and stay unacknowledged: back-pressure).
+func (st *state) deliver(k rxKey, rx *reliability.Receiver) {
+	in := st.n.in
+	for {
+		if in.Len() >= in.Cap() {
+			st.blocked[k] = struct{}{}
+			return
+		}
+		body, seq, ok := rx.Pop()
+		if !ok {
+			return
+		}
+		in.TryPush(Delivery{From: k.src, Body: body, Broadcast: k.bcast, Index: seq})
+		st.n.stats.delivered.Add(1)
+		st.ackDue[k] = struct{}{}
+	}
+}
+
+func (st *state) deliverBlocked() {
+	for k := range st.blocked {
+		delete(st.blocked, k)
+		if rx := st.rx[k]; rx != nil {
+			st.deliver(k, rx)
+		}
+	}
+}
+
+func (st *state) sendAck(k rxKey, rx *reliability.Receiver) {
+	var flags message.Flags
+	if k.bcast {
+		flags = message.FlagBroadcastStream
+	}
+	a := rx.Ack()
+	st.route(k.src, st.n.encode(message.TypeAck, flags, k.src, message.AckIndex, 0, a.Append(nil)), true)
+}
+
+func (st *state) onAck(p *peer, m message.Message) {
+	a, err := message.DecodeAck(m.Body)
+	if err != nil {
+		st.n.hostile(p.id, "ack", err)
+		return
+	}
+	s := st.out[m.UID.Node]
+	if m.Header.Flags&message.FlagBroadcastStream != 0 {
+		s = st.bcast
+	}
+	if s == nil {
+		st.n.hostile(p.id, "ack for a stream never opened", nil)
+		return
+	}
+	freed, err := s.snd.OnAck(st.now, m.UID.Node, a)
+	switch {
+	case errors.Is(err, reliability.ErrStaleAck):
+		// An ack for this node's previous life: harmless.
+	case errors.Is(err, reliability.ErrInvalidAck) && s == st.bcast:
+		// A node that got a flood before this node knew it was reachable
+		// acknowledges a broadcast it was not a target of: harmless.
+	case err != nil:
+		st.n.hostile(p.id, "ack", err)
+	case freed > 0:
+		st.pump(s)
+		st.unpark()
+	}
+}
+
+// ---- link state ----
+
+func (st *state) free() uint16 {
+	return uint16(max(0, st.n.cfg.maxConns-len(st.peers)))
+}
+
+func (st *state) applyStates(from *peer, sl message.StateList) {
+	var fwd message.StateList
+	for _, s := range sl {
+		v, err := st.rt.ApplyState(st.now, s)
+		switch v {
+		case routing.Accepted:
+			fwd = append(fwd, s)
+		case routing.Rejected:
+			st.n.hostile(from.id, "network_state", err)
+		}
+	}
+	st.floodStates(from, fwd)
+}
+
+// floodStates sends records to every neighbour but except, in frames that
+// respect the body limit.
+func (st *state) floodStates(except *peer, sl message.StateList) {
+	var to []*peer
+	for _, p := range st.peers {
+		if p != except {
+			to = append(to, p)
+		}
+	}
+	st.sendStates(to, sl)
+}
+
+func (st *state) sendStates(to []*peer, sl message.StateList) {
+	if len(to) == 0 {
+		return
+	}
+	limit := min(st.n.cfg.maxBody, message.DefaultMaxBody) - 64
+	for len(sl) > 0 {
+		size, k := 2, 0
+		for k < len(sl) && k < message.MaxStates {
+			sz := len(message.StateList{sl[k]}.Append(nil)) - 2
+			if k > 0 && size+sz > limit {
+				break
+			}
+			size += sz
+			k++
+		}
+		f := st.n.frame(message.TypeNetworkState, 0, uuid.Nil, sl[:k].Append(nil))
+		for _, p := range to {
+			st.enqueue(p, f, true)
+		}
+		sl = sl[k:]
+	}
+}
+
+func (st *state) applyEdgeChange(from *peer, typ message.Type, c message.EdgeChange) {
+	v, err := st.rt.ApplyEdgeChange(st.now, typ == message.TypeNewEdge, c)
+	switch v {
+	case routing.Accepted:
+		st.floodEdgeChange(from, typ, c)
+	case routing.Gap:
+		req := message.StateRequest{c.Origin}
+		st.enqueue(from, st.n.frame(message.TypeNetworkStateRequest, 0, uuid.Nil, req.Append(nil)), true)
+	case routing.Rejected:
+		st.n.hostile(from.id, typ.String(), err)
+	}
+}
+
+func (st *state) floodEdgeChange(except *peer, typ message.Type, c message.EdgeChange) {
+	f := st.n.frame(typ, 0, uuid.Nil, c.Append(nil))
+	for _, p := range st.peers {
+		if p != except {
+			st.enqueue(p, f, true)
+		}
+	}
+}
+
+// reachabilityChanged makes newly reachable nodes targets of the broadcasts
+// in flight.
+func (st *state) reachabilityChanged() {
+	for _, id := range st.rt.Reachable() {
+		if _, ok := st.reachable[id]; !ok {
+			st.reachable[id] = struct{}{}
+			st.bcast.snd.AddTarget(id)
+		}
+	}
+}
+
+// forget drops everything about a node whose link state aged out: what was
+// sent to it and not confirmed is reported failed.
+func (st *state) forget(id uuid.UUID) {
+	gone := fmt.Errorf("%w: %s left the mesh", reliability.ErrTargetGone, id)
+	if s := st.out[id]; s != nil {
+		for _, f := range s.snd.RemoveTarget(id, gone) {
+			st.report(s, f)
+		}
+		for body, ok := s.backlog.Pop(); ok; body, ok = s.backlog.Pop() {
+			st.report(s, reliability.Failure{Target: id, Body: body, Err: gone})
+		}
+		delete(st.out, id)
+	}
+	for _, f := range st.bcast.snd.RemoveTarget(id, gone) {
+		st.report(st.bcast, f)
+	}
+	st.pump(st.bcast)
+	delete(st.rx, rxKey{src: id})
+	delete(st.rx, rxKey{src: id, bcast: true})
+	delete(st.reachable, id)
+	st.unpark()
+}
+
+// ---- sending ----
+
+func (st *state) submit(r *sendReq) {
+	if !st.tryAccept(r) {
+		st.parked = append(st.parked, r)
+	}
+}
+
+// tryAccept accepts r if every stream it needs has backlog room, and reports
+// whether r is finished with (accepted, or abandoned by its caller).
+func (st *state) tryAccept(r *sendReq) bool {
+	if r.state.Load() == reqCancelled {
+		return true
+	}
+	streams := make([]*outStream, 0, max(1, len(r.dsts)))
+	if r.bcast {
+		streams = append(streams, st.bcast)
+	}
+	for _, d := range r.dsts {
+		s := st.out[d]
+		if s == nil {
+			s = st.newStream(d)
+			st.out[d] = s
+		}
+		streams = append(streams, s)
+	}
+	for _, s := range streams {
+		if s.backlog.Full() {
+			return false
+		}
+	}
+	if !r.state.CompareAndSwap(reqPending, reqAccepted) {
+		return true
+	}
+	for _, s := range streams {
+		s.backlog.Push(r.body)
+		st.pump(s)
+	}
+	r.done <- nil
+	return true
+}
+
+func (st *state) unpark() {
+	if len(st.parked) == 0 {
+		return
+	}
+	st.parked = slices.DeleteFunc(st.parked, st.tryAccept)
+}
+
+// pump moves messages from a stream's backlog into its window and sends them.
+func (st *state) pump(s *outStream) {
+	for !s.snd.Full() {
+		body, ok := s.backlog.Pop()
+		if !ok {
+			return
+		}
+		targets := s.targets
+		if s.dst == uuid.Nil {
+			targets = st.rt.Reachable()
+		}
+		pkt, err := s.snd.Push(st.now, body, targets)
+		if err != nil {
+			continue // a broadcast with nobody to reach is done
+		}
+		st.transmit(s, uuid.Nil, pkt, true)
+	}
+}
+
+// transmit sends a packet of stream s: a unicast to its destination, a
+// broadcast's first flood, or a broadcast's repair copy to target.
+func (st *state) transmit(s *outStream, target uuid.UUID, pkt reliability.Packet, first bool) {
+	n := st.n
+	if s.dst != uuid.Nil {
+		st.route(s.dst, n.encode(message.TypeMsg, 0, s.dst, int32(pkt.Seq), pkt.Base, pkt.Body), false)
+		return
+	}
+	if !first {
+		st.route(target, n.encode(message.TypeMsgBroadcast, 0, target, int32(pkt.Seq), pkt.Base, pkt.Body), false)
+		return
+	}
+	f := n.encode(message.TypeMsgBroadcast, 0, uuid.Nil, int32(pkt.Seq), pkt.Base, pkt.Body)
+	for _, p := range st.peers {
+		st.enqueue(p, f, false)
+	}
+}
+
+// ---- neighbours ----
+
+func (st *state) neighbors() []uuid.UUID {
+	out := make([]uuid.UUID, 0, len(st.peers))
+	for id := range st.peers {
+		out = append(out, id)
+	}
+	slices.SortFunc(out, func(a, b uuid.UUID) int { return bytes.Compare(a[:], b[:]) })
+	return out
+}
+
+func (st *state) hello() message.Hello {
+	return message.Hello{Addrs: st.n.adv, FreeSlots: st.free()}
+}
+
+func (st *state) newPeer(id uuid.UUID, epoch uint64, h message.Hello, e transport.Edge, dialed bool) *peer {
+	return &peer{
+		id: id, epoch: epoch, addrs: h.Addrs, edge: e, dialed: dialed,
+		ctrl:     make(chan []byte, st.n.cfg.controlBuf),
+		data:     make(chan []byte, st.n.cfg.forwardBuf),
+		stop:     make(chan struct{}),
+		wdone:    make(chan struct{}),
+		lastRecv: st.now, lastSent: st.now,
+	}
+}
+
+// keepNew decides between an existing edge and a new one to the same node.
+// Both ends must pick the same edge without talking: an edge dialled in the
+// same direction as the old one replaces it (the dialer thinks the old one is
+// dead); of two edges dialled in opposite directions at once, the one dialled
+// by the smaller UUID stays.
+func (st *state) keepNew(old *peer, newDialed bool) bool {
+	if old.dialed == newDialed {
+		return true
+	}
+	self, other := st.n.id, old.id
+	smallerDialsNew := bytes.Compare(self[:], other[:]) < 0 == newDialed
+	return smallerDialsNew
+}
+
+// admit decides on an incoming edge whose hello was read. On acceptance the
+// welcome is the first frame queued on the new peer.
+func (st *state) admit(id uuid.UUID, epoch uint64, h message.Hello, e transport.Edge) (bool, *message.Reject) {
+	switch {
+	case st.closed:
+		return false, &message.Reject{Reason: message.RejectClosing}
+	case id == st.n.id:
+		return false, &message.Reject{Reason: message.RejectSelf}
+	}
+	old := st.peers[id]
+	if old != nil && epoch == old.epoch && !st.keepNew(old, false) {
+		return false, &message.Reject{Reason: message.RejectDuplicate}
+	}
+	if old == nil && len(st.peers) >= st.n.cfg.maxConns {
+		return false, &message.Reject{Reason: message.RejectFull, EntryPoints: st.entryPoints()}
+	}
+	p := st.newPeer(id, epoch, h, e, false)
+	welcome := st.n.frame(message.TypeWelcome, 0, uuid.Nil, st.hello().Append(nil))
+	p.ctrl <- welcome
+	st.addPeer(p, old)
+	return true, nil
+}
+
+// register adds an edge this node dialled, after the other side's welcome.
+func (st *state) register(id uuid.UUID, epoch uint64, h message.Hello, e transport.Edge, addr string) error {
+	switch {
+	case st.closed:
+		return ErrClosed
+	case id == st.n.id:
+		return fmt.Errorf("%w: dialled itself", ErrHandshake)
+	}
+	old := st.peers[id]
+	if old != nil && epoch == old.epoch && !st.keepNew(old, true) {
+		return fmt.Errorf("%w: %s", ErrDuplicateEdge, id)
+	}
+	p := st.newPeer(id, epoch, h, e, true)
+	p.dialTo = addr
+	st.addPeer(p, old)
+	return nil
+}
+
+// addPeer installs p, replacing old (the same node's previous edge) if any.
+func (st *state) addPeer(p, old *peer) {
+	n := st.n
+	if old != nil {
+		delete(st.peers, old.id)
+		st.stopPeer(old)
+		if old.epoch != p.epoch {
+			// The neighbour restarted: its old life is a neighbour that went down.
+			st.peerDown(old, ErrPeerReplaced)
+		}
+	}
+	st.peers[p.id] = p
+	n.startPeer(p)
+	if old == nil || old.epoch != p.epoch {
+		n.stats.up.Add(1)
+		c := st.rt.AddNeighbor(st.now, p.id, st.free())
+		st.floodEdgeChange(p, message.TypeNewEdge, c)
+		n.emit(Event{Kind: NeighborUp, Peer: p.id})
+		if !st.connected {
+			st.connected = true
+			n.emit(Event{Kind: Connected, Peer: p.id})
+		}
+	}
+	// Ask for the whole database; the other side does the same, and its
+	// answer includes its own record with the new edge.
+	st.enqueue(p, n.frame(message.TypeNetworkStateRequest, 0, uuid.Nil, message.StateRequest(nil).Append(nil)), true)
+	n.log.Debug("neighbour up", "peer", p.id, "remote", p.edge.RemoteAddr(), "dialed", p.dialed)
+}
+
+func (st *state) stopPeer(p *peer) {
+	close(p.stop)
+	p.edge.Close()
+}
+
+// edgeFailed handles a reader or writer error on p's edge.
+func (st *state) edgeFailed(p *peer, err error) {
+	if st.peers[p.id] != p {
+		return
+	}
+	st.dropPeer(p, err)
+}
+
+func (st *state) dropPeer(p *peer, cause error) {
+	delete(st.peers, p.id)
+	st.stopPeer(p)
+	st.peerDown(p, cause)
+}
+
+// peerDown updates link state and tells the application that p went down.
+func (st *state) peerDown(p *peer, cause error) {
+	n := st.n
+	n.stats.down.Add(1)
+	if c, ok := st.rt.RemoveNeighbor(st.now, p.id, st.free()); ok {
+		st.floodEdgeChange(nil, message.TypeDestroyEdge, c)
+	}
+	n.log.Debug("neighbour down", "peer", p.id, "cause", cause)
+	if p.dialed && !st.closed && !errors.Is(cause, ErrPeerLeft) && !errors.Is(cause, ErrPeerReplaced) {
+		st.scheduleRedial(p.dialTo)
+	}
+	n.emit(Event{Kind: NeighborDown, Peer: p.id, Err: cause})
+	if len(st.peers) == 0 && st.connected {
+		st.connected = false
+		n.emit(Event{Kind: Disconnected})
+	}
+}
+
+// entryPoints lists addresses of nodes that advertise free slots, nearest
+// first, for a rejected joiner.
+func (st *state) entryPoints() []string {
+	var out []string
+	for _, ni := range st.rt.Topology().Nodes {
+		if ni.ID == st.n.id || ni.FreeSlots == 0 || ni.Distance < 0 || len(ni.Addrs) == 0 {
+			continue
+		}
+		out = append(out, ni.Addrs[0])
+		if len(out) == st.n.cfg.entryPointLimit {
+			break
+		}
+	}
+	return out
+}
+
+// ---- shutdown ----
+
+func (st *state) shutdown() {
+	n := st.n
+	st.closed = true
+	bye := n.frame(message.TypeGoodbye, 0, uuid.Nil, nil)
+	for _, p := range st.peers {
+		st.enqueue(p, bye, true)
+		close(p.stop)
+	}
+	for _, s := range st.allStreams() {
+		for _, f := range s.snd.FailAll(ErrClosed) {
+			st.report(s, f)
+		}
+		for body, ok := s.backlog.Pop(); ok; body, ok = s.backlog.Pop() {
+			st.report(s, reliability.Failure{Target: s.dst, Body: body, Err: ErrClosed})
+		}
+	}
+	for _, r := range st.parked {
+		if r.state.CompareAndSwap(reqPending, reqCancelled) {
+			r.done <- ErrClosed
+		}
+	}
+	st.parked = nil
+	close(n.quit)
+	// Give the writers a moment to put the goodbyes on the wire.
+	grace := time.NewTimer(time.Second)
+	defer grace.Stop()
+wait:
+	for _, p := range st.peers {
+		select {
+		case <-p.wdone:
+		case <-grace.C:
+			break wait
+		}
+	}
+	n.cancel()
+	for _, p := range st.peers {
+		p.edge.Close()
+	}
+	for _, t := range n.trs {
+		t.Close()
+	}
+	n.in.Close()
+	close(n.events)
+}
+
+func (st *state) allStreams() []*outStream {
+	all := []*outStream{st.bcast}
+	for _, s := range st.out {
+		all = append(all, s)
+	}
+	return all
+}
