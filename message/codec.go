@@ -10,7 +10,7 @@ import (
 
 // HeaderSize is the size in bytes of the fixed frame header that precedes the body.
 //
-// Layout (all integers big-endian; docs/PROTOCOL-wire.md is normative):
+// Layout (all integers big-endian; docs/PROTOCOL.md, Part 1, is normative):
 //
 //	off  0  u8        version (= Version)
 //	off  1  u8        type

@@ -54,8 +54,14 @@ const (
 	TypeAck Type = 11
 	// TypeGoodbye announces a graceful departure on an edge (empty body).
 	TypeGoodbye Type = 12
+	// TypeEntryRequest asks the mesh for a node that accepts a newcomer: it is
+	// flooded (no Target); its UID index names the request (empty body).
+	TypeEntryRequest Type = 13
+	// TypeEntryReply answers an entry request from a node with free slots,
+	// routed to the requester with the request's UID index (body: Hello).
+	TypeEntryReply Type = 14
 
-	typeMax = TypeGoodbye
+	typeMax = TypeEntryReply
 )
 
 // String returns the type's protocol name, as in docs/PROTOCOL.md.
@@ -85,6 +91,10 @@ func (t Type) String() string {
 		return "ack"
 	case TypeGoodbye:
 		return "goodbye"
+	case TypeEntryRequest:
+		return "entry_request"
+	case TypeEntryReply:
+		return "entry_reply"
 	}
 	return "unknown"
 }

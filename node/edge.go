@@ -158,12 +158,21 @@ func (n *Node) acceptHandshake(e transport.Edge) {
 	}
 	var rej *message.Reject
 	var admitted bool
-	err = n.do(ctx, func() { admitted, rej = n.st.admit(m.UID.Node, m.Header.Epoch, h, e) })
+	var wait <-chan []string
+	err = n.do(ctx, func() { admitted, rej, wait = n.st.admit(m.UID.Node, m.Header.Epoch, h, e) })
 	if err != nil || admitted {
 		if err != nil {
 			e.Close()
 		}
 		return
+	}
+	if wait != nil {
+		// Full, and no entry point known: the mesh was asked for one.
+		select {
+		case eps := <-wait:
+			rej.EntryPoints = eps
+		case <-ctx.Done():
+		}
 	}
 	if rej != nil {
 		f := n.frame(message.TypeReject, 0, uuid.Nil, rej.Append(nil))
@@ -207,11 +216,9 @@ func (n *Node) readHello(ctx context.Context, e transport.Edge, want message.Typ
 	return m, h, nil
 }
 
-// Connect opens an edge to the node at addr and returns once it is a
-// neighbour. It tries each of the node's transports in turn. A refusal is
-// returned as a *RejectedError carrying the entry points the other node
-// suggested; an edge that exists already gives ErrDuplicateEdge.
-func (n *Node) Connect(ctx context.Context, addr string) error {
+// connectOnce dials addr on each transport in turn and runs the handshake
+// on the first edge that opens.
+func (n *Node) connectOnce(ctx context.Context, addr string) error {
 	select {
 	case <-n.closing:
 		return ErrClosed

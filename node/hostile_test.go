@@ -210,7 +210,7 @@ func TestSendBlocksThenHonoursContext(t *testing.T) {
 func TestGracefulCloseIsSeenAtOnce(t *testing.T) {
 	// Keepalives are slow here, so only the goodbye can explain a quick
 	// NeighborDown.
-	m := newMesh(t, 2, testSeed(t), node.WithKeepalive(time.Hour, 3))
+	m := newMesh(t, 2, testSeed(t), node.WithKeepalive(time.Hour, 3), node.WithMinConnections(0))
 	m.link(0, 1)
 	m.waitConverged(5 * time.Second)
 	m.nodes[1].Close()

@@ -60,6 +60,7 @@ type mesh struct {
 
 	mu       sync.Mutex
 	failures map[uuid.UUID][]node.Event // DeliveryFailed events by reporting node
+	kinds    map[node.EventKind]int     // every event seen, by kind
 	wg       sync.WaitGroup
 }
 
@@ -70,6 +71,7 @@ func newMesh(t testing.TB, size int, seed uint64, opts ...node.Option) *mesh {
 		net:      memory.NewNetwork(memory.Config{Seed: int64(seed)}),
 		rng:      rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 		failures: make(map[uuid.UUID][]node.Event),
+		kinds:    make(map[node.EventKind]int),
 	}
 	for range size {
 		m.add(opts...)
@@ -97,18 +99,21 @@ func (m *mesh) add(opts ...node.Option) int {
 	if err != nil {
 		m.t.Fatal(err)
 	}
+	m.mu.Lock() // collectors read m.nodes concurrently
 	m.nodes = append(m.nodes, nd)
+	m.mu.Unlock()
 	m.addrs = append(m.addrs, addr)
 	m.alive = append(m.alive, true)
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
 		for e := range nd.Events() {
+			m.mu.Lock()
+			m.kinds[e.Kind]++
 			if e.Kind == node.DeliveryFailed {
-				m.mu.Lock()
 				m.failures[nd.ID()] = append(m.failures[nd.ID()], e)
-				m.mu.Unlock()
 			}
+			m.mu.Unlock()
 		}
 	}()
 	return i
@@ -224,8 +229,11 @@ func (m *mesh) collect(ctx context.Context, i int) *collector {
 				return
 			}
 			from := int(binary.BigEndian.Uint64(d.Body))
+			m.mu.Lock()
+			wrong := from >= len(m.nodes) || m.nodes[from].ID() != d.From
+			m.mu.Unlock()
 			c.mu.Lock()
-			if from >= len(m.nodes) || m.nodes[from].ID() != d.From {
+			if wrong {
 				c.wrongID++
 			}
 			k := fmt.Sprintf("%d/%v", from, d.Broadcast)

@@ -88,6 +88,8 @@ const (
 	Connected
 	// Disconnected: the node lost its last neighbour.
 	Disconnected
+	// Redirected: Connect was sent on by a full node (Peer) to Addr.
+	Redirected
 )
 
 func (k EventKind) String() string {
@@ -104,6 +106,8 @@ func (k EventKind) String() string {
 		return "connected"
 	case Disconnected:
 		return "disconnected"
+	case Redirected:
+		return "redirected"
 	}
 	return "unknown"
 }
@@ -121,6 +125,8 @@ type Event struct {
 	Body []byte
 	// Err is why the delivery failed, or why a neighbour went down.
 	Err error
+	// Addr is the address Connect was redirected to.
+	Addr string
 }
 
 // Stats are counters a Node keeps; read them with Node.Stats.
@@ -137,12 +143,13 @@ type Stats struct {
 	Failed                     uint64 // messages reported as DeliveryFailed
 	EventsDropped              uint64 // events lost because Events() was not drained
 	NeighborsUp, NeighborsDown uint64 // edges established / edges lost
+	TopologyFrames             uint64 // link-state frames sent (network_state, its request, new_edge, destroy_edge)
 }
 
 type counters struct {
 	framesIn, framesOut, forwarded, droppedForward, droppedNoRoute, droppedHop atomic.Uint64
 	hostile, delivered, duplicates, retransmits, failed, eventsDropped         atomic.Uint64
-	up, down                                                                   atomic.Uint64
+	up, down, topology                                                         atomic.Uint64
 }
 
 // Node is one member of the mesh.
@@ -192,6 +199,7 @@ func New(tr transport.Transport, opts ...Option) (*Node, error) {
 	if cfg.epoch == 0 {
 		cfg.epoch = uint64(time.Now().UnixNano())
 	}
+	cfg.minConns = min(cfg.minConns, cfg.maxConns) // a minimum above the maximum means the maximum
 	cfg.rel = cfg.rel.WithDefaults()
 	if err := cfg.rel.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
@@ -266,7 +274,7 @@ func (n *Node) Stats() Stats {
 		DroppedNoRoute: c.droppedNoRoute.Load(), DroppedHopLimit: c.droppedHop.Load(),
 		Hostile: c.hostile.Load(), Delivered: c.delivered.Load(), Duplicates: c.duplicates.Load(),
 		Retransmits: c.retransmits.Load(), Failed: c.failed.Load(), EventsDropped: c.eventsDropped.Load(),
-		NeighborsUp: c.up.Load(), NeighborsDown: c.down.Load(),
+		NeighborsUp: c.up.Load(), NeighborsDown: c.down.Load(), TopologyFrames: c.topology.Load(),
 	}
 }
 

@@ -36,6 +36,8 @@ type config struct {
 	rt              routing.Config
 	entryPointLimit int
 	redialFor       time.Duration
+	minConns        int
+	balanceEvery    time.Duration
 }
 
 func defaults() config {
@@ -58,6 +60,8 @@ func defaults() config {
 		eventBuf:        1024,
 		entryPointLimit: 4,
 		redialFor:       time.Minute,
+		minConns:        5,
+		balanceEvery:    time.Second,
 	}
 }
 
@@ -224,6 +228,21 @@ func WithRedial(window time.Duration) Option {
 			return fmt.Errorf("%w: negative redial window", ErrInvalidOption)
 		}
 		c.redialFor = window
+		return nil
+	}
+}
+
+// WithMinConnections sets how many neighbours the node keeps while the mesh
+// has enough nodes (default 5; 0 turns balancing off). Below it, the node
+// connects, one dial at a time about every second (jittered), to the
+// farthest reachable node that has free slots, so the mesh keeps a small
+// diameter.
+func WithMinConnections(n int) Option {
+	return func(c *config) error {
+		if n < 0 || n > 1024 {
+			return fmt.Errorf("%w: min connections %d not in [0,1024]", ErrInvalidOption, n)
+		}
+		c.minConns = n
 		return nil
 	}
 }

@@ -18,6 +18,7 @@ import (
 // on an in-memory network.
 func fast(extra ...node.Option) []node.Option {
 	return append([]node.Option{
+		node.WithMinConnections(0), // these tests build their topology by hand
 		node.WithKeepalive(50*time.Millisecond, 4),
 		node.WithReliability(reliability.Config{MinRTO: 10 * time.Millisecond, InitialRTO: 50 * time.Millisecond, MaxRTO: 500 * time.Millisecond}),
 	}, extra...)
@@ -28,6 +29,7 @@ func fast(extra ...node.Option) []node.Option {
 // link state is refreshed often so lost floods are repaired.
 func lossy() []node.Option {
 	return []node.Option{
+		node.WithMinConnections(0),
 		node.WithKeepalive(50*time.Millisecond, 40),
 		node.WithReliability(reliability.Config{MinRTO: 10 * time.Millisecond, InitialRTO: 50 * time.Millisecond, MaxRTO: 200 * time.Millisecond, MaxRetries: 40}),
 		node.WithRouting(routing.Config{RefreshInterval: 500 * time.Millisecond}),
@@ -42,24 +44,37 @@ func ring(m *mesh) {
 
 func TestLineTenThousandInOrder(t *testing.T) {
 	const size, count = 5, 10_000
-	m := newMesh(t, size, testSeed(t), fast()...)
-	for i := range size - 1 {
-		m.link(i, i+1)
+	cases := []struct {
+		name string
+		rel  reliability.Config
+	}{
+		{"defaults", reliability.Config{}},
+		// 10,000 messages cross the index wrap-around 156 times.
+		{"modulo 64", reliability.Config{Window: 10, Modulo: 64}},
+		{"window 256", reliability.Config{Window: 256, Modulo: 10_000}},
 	}
-	m.waitConverged(10 * time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	c := m.collect(ctx, size-1)
-	if err := m.sendAll(ctx, 0, m.nodes[size-1].ID(), count, 64); err != nil {
-		t.Fatal(err)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m := newMesh(t, size, testSeed(t), fast(node.WithReliability(c.rel))...)
+			for i := range size - 1 {
+				m.link(i, i+1)
+			}
+			m.waitConverged(10 * time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			col := m.collect(ctx, size-1)
+			if err := m.sendAll(ctx, 0, m.nodes[size-1].ID(), count, 64); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, time.Minute, "all messages", func() bool { return len(col.got(0, false)) == count })
+			checkStream(t, "line", col.got(0, false), nil, count)
+			if n := m.failureCount(); n != 0 {
+				t.Fatalf("%d delivery failures on a lossless line", n)
+			}
+			t.Logf("middle node forwarded %d frames; sender retransmitted %d",
+				m.nodes[2].Stats().Forwarded, m.nodes[0].Stats().Retransmits)
+		})
 	}
-	waitFor(t, time.Minute, "all messages", func() bool { return len(c.got(0, false)) == count })
-	checkStream(t, "line", c.got(0, false), nil, count)
-	if n := m.failureCount(); n != 0 {
-		t.Fatalf("%d delivery failures on a lossless line", n)
-	}
-	st := m.nodes[2].Stats()
-	t.Logf("middle node forwarded %d frames; sender retransmitted %d", st.Forwarded, m.nodes[0].Stats().Retransmits)
 }
 
 func TestRingLossDuplicationReordering(t *testing.T) {

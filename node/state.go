@@ -41,10 +41,11 @@ type sendReq struct {
 
 // outStream is this node's stream to one destination, or its broadcast stream.
 type outStream struct {
-	dst     uuid.UUID   // uuid.Nil for the broadcast stream
-	targets []uuid.UUID // {dst} for unicast, reused for every Push
-	snd     *reliability.Sender
-	backlog *queue.Ring[[]byte]
+	dst      uuid.UUID   // uuid.Nil for the broadcast stream
+	dstEpoch uint64      // the destination's epoch when last seen; 0 if unknown
+	targets  []uuid.UUID // {dst} for unicast, reused for every Push
+	snd      *reliability.Sender
+	backlog  *queue.Ring[[]byte]
 }
 
 // rxKey names an incoming stream: a source's unicast or broadcast stream.
@@ -70,27 +71,39 @@ type state struct {
 	ackDue  map[rxKey]struct{} // acks to send once the current batch is handled
 	blocked map[rxKey]struct{} // streams with deliveries waiting for inbound room
 
-	redials   map[string]*redial
-	reachable map[uuid.UUID]struct{}
-	rtVersion uint64
-	topoDirty bool
-	topoLast  time.Time
-	closed    bool
-	connected bool
+	redials map[string]*redial
+	bal     balancer
+	epochs  map[uuid.UUID]uint64 // last epoch seen per origin, to notice restarts
+
+	entryID      uint64
+	entryWaits   map[int32]entryWaiter
+	seen         map[message.UID]struct{} // entry requests already flooded
+	seenOrder    []message.UID
+	streamResets uint64
+	reachable    map[uuid.UUID]struct{}
+	rtVersion    uint64
+	topoDirty    bool
+	topoLast     time.Time
+	closed       bool
+	connected    bool
 }
 
 func newState(n *Node, now time.Time) *state {
 	st := &state{
-		n:         n,
-		now:       now,
-		rt:        routing.New(n.id, n.epoch, now, n.cfg.rt),
-		peers:     make(map[uuid.UUID]*peer),
-		out:       make(map[uuid.UUID]*outStream),
-		rx:        make(map[rxKey]*reliability.Receiver),
-		ackDue:    make(map[rxKey]struct{}),
-		blocked:   make(map[rxKey]struct{}),
-		redials:   make(map[string]*redial),
-		reachable: make(map[uuid.UUID]struct{}),
+		n:          n,
+		now:        now,
+		rt:         routing.New(n.id, n.epoch, now, n.cfg.rt),
+		peers:      make(map[uuid.UUID]*peer),
+		out:        make(map[uuid.UUID]*outStream),
+		rx:         make(map[rxKey]*reliability.Receiver),
+		ackDue:     make(map[rxKey]struct{}),
+		blocked:    make(map[rxKey]struct{}),
+		redials:    make(map[string]*redial),
+		bal:        balancer{avoid: make(map[string]time.Time)},
+		epochs:     make(map[uuid.UUID]uint64),
+		entryWaits: make(map[int32]entryWaiter),
+		seen:       make(map[message.UID]struct{}),
+		reachable:  make(map[uuid.UUID]struct{}),
 	}
 	st.bcast = st.newStream(uuid.Nil)
 	st.rt.SetLocal(now, n.adv, st.free())
@@ -106,6 +119,7 @@ func (st *state) newStream(dst uuid.UUID) *outStream {
 	}
 	if dst != uuid.Nil {
 		s.targets = []uuid.UUID{dst}
+		s.dstEpoch, _ = st.rt.Epoch(dst)
 	}
 	return s
 }
@@ -119,11 +133,8 @@ func (n *Node) loop() {
 	defer timer.Stop()
 	for {
 		st.flush()
-		wait := time.Hour
-		if d := st.nextDeadline(); !d.IsZero() {
-			wait = max(0, time.Until(d))
-		}
-		timer.Reset(wait)
+		// A deadline in the past (or the zero time) means: tick now.
+		timer.Reset(max(0, time.Until(st.nextDeadline())))
 		select {
 		case f := <-n.inbox:
 			st.now = time.Now()
@@ -186,6 +197,12 @@ func (st *state) nextDeadline() time.Time {
 			d = minTime(d, r.next)
 		}
 	}
+	if !st.bal.busy && st.n.cfg.minConns > 0 {
+		d = minTime(d, st.bal.next)
+	}
+	for _, w := range st.entryWaits {
+		d = minTime(d, w.until)
+	}
 	ka := st.n.cfg.keepalive
 	for _, p := range st.peers {
 		d = minTime(d, p.lastSent.Add(ka))
@@ -229,12 +246,19 @@ func (st *state) tick() {
 		}
 	}
 	st.runRedials()
+	st.runBalance()
+	st.expireEntryWaits()
 	st.tickStream(st.bcast)
 	for _, s := range st.out {
 		st.tickStream(s)
 	}
 	if s, ok := st.rt.Refresh(now); ok {
 		st.floodStates(nil, message.StateList{s})
+	}
+	if len(st.peers) == 0 {
+		// Cut off: no refresh can arrive, so ageing would only forget the
+		// nodes through which balancing finds the way back.
+		st.rt.Hold(now)
 	}
 	for _, id := range st.rt.Expire(now) {
 		st.forget(id)
@@ -269,9 +293,18 @@ func (n *Node) frame(typ message.Type, flags message.Flags, target uuid.UUID, bo
 }
 
 func (n *Node) encode(typ message.Type, flags message.Flags, target uuid.UUID, index int32, ref uint32, body []byte) []byte {
+	return n.encodeWith(typ, flags, target, n.epoch, index, ref, body)
+}
+
+// encodeData encodes a data packet of a stream with the given epoch.
+func (n *Node) encodeData(typ message.Type, target uuid.UUID, epoch uint64, pkt reliability.Packet) []byte {
+	return n.encodeWith(typ, 0, target, epoch, int32(pkt.Seq), pkt.Base, pkt.Body)
+}
+
+func (n *Node) encodeWith(typ message.Type, flags message.Flags, target uuid.UUID, epoch uint64, index int32, ref uint32, body []byte) []byte {
 	m := message.Message{
 		UID:    message.UID{Node: n.id, Index: index},
-		Header: message.Header{Type: typ, Flags: flags, HopLimit: n.cfg.hopLimit, Target: target, Epoch: n.epoch, Ref: ref},
+		Header: message.Header{Type: typ, Flags: flags, HopLimit: n.cfg.hopLimit, Target: target, Epoch: epoch, Ref: ref},
 		Body:   body,
 	}
 	return m.Append(make([]byte, 0, message.HeaderSize+len(body)))
@@ -288,6 +321,10 @@ func (st *state) enqueue(p *peer, f []byte, ctrl bool) bool {
 	select {
 	case ch <- f:
 		st.n.stats.framesOut.Add(1)
+		switch message.Type(f[1]) {
+		case message.TypeNetworkState, message.TypeNetworkStateRequest, message.TypeNewEdge, message.TypeDestroyEdge:
+			st.n.stats.topology.Add(1)
+		}
 		p.lastSent = st.now
 		return true
 	default:
@@ -316,6 +353,16 @@ func (st *state) handle(f inFrame) {
 	}
 	p.lastRecv = st.now
 	switch m.Header.Type {
+	case message.TypeEntryRequest:
+		st.onEntryRequest(f)
+		return
+	case message.TypeEntryReply:
+		if m.Header.Target != n.id {
+			st.forward(f)
+		} else {
+			st.onEntryReply(p, m)
+		}
+		return
 	case message.TypeMsg, message.TypeAck, message.TypeMsgBroadcast:
 		if m.UID.Node == n.id {
 			if m.Header.Type != message.TypeMsgBroadcast || m.Header.Target != uuid.Nil {
@@ -342,6 +389,15 @@ func (st *state) handle(f inFrame) {
 	switch m.Header.Type {
 	case message.TypeKeepalive:
 	case message.TypeGoodbye:
+		// The body may name the leaver's other neighbours: a node left short
+		// of neighbours tries them first.
+		if len(m.Body) > 0 {
+			if h, err := message.DecodeHello(m.Body); err == nil {
+				st.bal.addHints(st.now, h.Addrs)
+			} else {
+				n.hostile(p.id, "goodbye", err)
+			}
+		}
 		st.dropPeer(p, ErrPeerLeft)
 	case message.TypeNetworkState:
 		sl, err := message.DecodeStateList(m.Body)
@@ -527,6 +583,7 @@ func (st *state) applyStates(from *peer, sl message.StateList) {
 		switch v {
 		case routing.Accepted:
 			fwd = append(fwd, s)
+			st.checkRestart(s.Origin, s.Epoch)
 		case routing.Rejected:
 			st.n.hostile(from.id, "network_state", err)
 		}
@@ -622,6 +679,7 @@ func (st *state) forget(id uuid.UUID) {
 	delete(st.rx, rxKey{src: id})
 	delete(st.rx, rxKey{src: id, bcast: true})
 	delete(st.reachable, id)
+	delete(st.epochs, id)
 	st.unpark()
 }
 
@@ -697,15 +755,18 @@ func (st *state) pump(s *outStream) {
 // broadcast's first flood, or a broadcast's repair copy to target.
 func (st *state) transmit(s *outStream, target uuid.UUID, pkt reliability.Packet, first bool) {
 	n := st.n
+	// Data frames carry the stream's epoch, which is the node's epoch until a
+	// destination restart resets the stream (checkRestart).
+	ep := s.snd.Epoch()
 	if s.dst != uuid.Nil {
-		st.route(s.dst, n.encode(message.TypeMsg, 0, s.dst, int32(pkt.Seq), pkt.Base, pkt.Body), false)
+		st.route(s.dst, n.encodeData(message.TypeMsg, s.dst, ep, pkt), false)
 		return
 	}
 	if !first {
-		st.route(target, n.encode(message.TypeMsgBroadcast, 0, target, int32(pkt.Seq), pkt.Base, pkt.Body), false)
+		st.route(target, n.encodeData(message.TypeMsgBroadcast, target, ep, pkt), false)
 		return
 	}
-	f := n.encode(message.TypeMsgBroadcast, 0, uuid.Nil, int32(pkt.Seq), pkt.Base, pkt.Body)
+	f := n.encodeData(message.TypeMsgBroadcast, uuid.Nil, ep, pkt)
 	for _, p := range st.peers {
 		st.enqueue(p, f, false)
 	}
@@ -753,25 +814,32 @@ func (st *state) keepNew(old *peer, newDialed bool) bool {
 
 // admit decides on an incoming edge whose hello was read. On acceptance the
 // welcome is the first frame queued on the new peer.
-func (st *state) admit(id uuid.UUID, epoch uint64, h message.Hello, e transport.Edge) (bool, *message.Reject) {
+// A full node rejects with entry points from its link-state database; when it
+// knows none it returns a channel on which the mesh's answer to an entry
+// request arrives.
+func (st *state) admit(id uuid.UUID, epoch uint64, h message.Hello, e transport.Edge) (bool, *message.Reject, <-chan []string) {
 	switch {
 	case st.closed:
-		return false, &message.Reject{Reason: message.RejectClosing}
+		return false, &message.Reject{Reason: message.RejectClosing}, nil
 	case id == st.n.id:
-		return false, &message.Reject{Reason: message.RejectSelf}
+		return false, &message.Reject{Reason: message.RejectSelf}, nil
 	}
 	old := st.peers[id]
 	if old != nil && epoch == old.epoch && !st.keepNew(old, false) {
-		return false, &message.Reject{Reason: message.RejectDuplicate}
+		return false, &message.Reject{Reason: message.RejectDuplicate}, nil
 	}
 	if old == nil && len(st.peers) >= st.n.cfg.maxConns {
-		return false, &message.Reject{Reason: message.RejectFull, EntryPoints: st.entryPoints()}
+		rej := &message.Reject{Reason: message.RejectFull, EntryPoints: st.entryPoints()}
+		if len(rej.EntryPoints) > 0 {
+			return false, rej, nil
+		}
+		return false, rej, st.askEntryPoint()
 	}
 	p := st.newPeer(id, epoch, h, e, false)
 	welcome := st.n.frame(message.TypeWelcome, 0, uuid.Nil, st.hello().Append(nil))
 	p.ctrl <- welcome
 	st.addPeer(p, old)
-	return true, nil
+	return true, nil, nil
 }
 
 // register adds an edge this node dialled, after the other side's welcome.
@@ -858,30 +926,21 @@ func (st *state) peerDown(p *peer, cause error) {
 	}
 }
 
-// entryPoints lists addresses of nodes that advertise free slots, nearest
-// first, for a rejected joiner.
-func (st *state) entryPoints() []string {
-	var out []string
-	for _, ni := range st.rt.Topology().Nodes {
-		if ni.ID == st.n.id || ni.FreeSlots == 0 || ni.Distance < 0 || len(ni.Addrs) == 0 {
-			continue
-		}
-		out = append(out, ni.Addrs[0])
-		if len(out) == st.n.cfg.entryPointLimit {
-			break
-		}
-	}
-	return out
-}
-
 // ---- shutdown ----
 
 func (st *state) shutdown() {
 	n := st.n
 	st.closed = true
-	bye := n.frame(message.TypeGoodbye, 0, uuid.Nil, nil)
 	for _, p := range st.peers {
-		st.enqueue(p, bye, true)
+		// Hand each neighbour the others' addresses, so that one left short
+		// of neighbours knows where to go.
+		var eps []string
+		for _, q := range st.peers {
+			if q != p && len(q.addrs) > 0 && len(eps) < message.MaxAddrs {
+				eps = append(eps, q.addrs[0])
+			}
+		}
+		st.enqueue(p, n.frame(message.TypeGoodbye, 0, uuid.Nil, message.Hello{Addrs: eps}.Append(nil)), true)
 		close(p.stop)
 	}
 	for _, s := range st.allStreams() {

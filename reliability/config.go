@@ -147,7 +147,7 @@ func (c Config) Validate() error {
 // The remaining Modulo-Window-MaxSkip-1 indexes are the protocol's margin
 // against old packets: with the defaults (MaxSkip 4995) a packet may survive
 // in the network while its stream advances 5,000 indexes; with Window 10 and
-// Modulo 20 (MaxSkip 5) only 4. docs/PROTOCOL-reliability.md has the details.
+// Modulo 20 (MaxSkip 5) only 4. docs/PROTOCOL.md (Part 4) has the details.
 func (c Config) MaxSkip() uint32 {
 	return (c.Modulo - uint32(c.Window)) / 2
 }

@@ -40,5 +40,5 @@
 //     and disappear, and RemoveTarget (or drops the Sender after FailAll) when
 //     a unicast destination is gone, or Blocked names it for long.
 //
-// docs/PROTOCOL-reliability.md specifies the state machines.
+// docs/PROTOCOL.md (Part 4) specifies the state machines.
 package reliability

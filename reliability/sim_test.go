@@ -387,7 +387,7 @@ func TestSimUnicast(t *testing.T) {
 		return linkConfig{Loss: loss, Dup: dup, Delay: 5 * ms, Jitter: 10 * ms}
 	}
 	// Small moduli: data packets are overtaken by at most Gap later ones;
-	// acks stay in order (see docs/PROTOCOL-reliability.md, Assumptions).
+	// acks stay in order (see docs/PROTOCOL.md (Part 4), Assumptions).
 	fifo := func(loss, dup float64) linkConfig {
 		return linkConfig{Loss: loss, Dup: dup, Delay: 5 * ms, Jitter: 2 * ms, FIFO: true, ReorderP: 0.1}
 	}

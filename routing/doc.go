@@ -40,7 +40,7 @@
 //   - never call AddNeighbor with its own UUID or uuid.Nil (the handshake must
 //     refuse such peers): those calls panic.
 //
-// docs/PROTOCOL-routing.md describes the state machine for implementers of
+// docs/PROTOCOL.md (Part 3) describes the state machine for implementers of
 // other nodes.
 //
 // # Routes

@@ -473,6 +473,27 @@ func (t *Table) Known(origin uuid.UUID) bool {
 	return ok
 }
 
+// Hold postpones the expiry of every remote record to now+MaxAge. A node
+// with no neighbours receives no refreshes; it calls Hold so that it keeps the
+// records through which it can find its way back into the mesh.
+func (t *Table) Hold(now time.Time) {
+	for _, r := range t.records {
+		if r.heapIdx >= 0 {
+			t.touch(now, r)
+		}
+	}
+}
+
+// Epoch returns the epoch of origin's record, if the Table holds one. A
+// caller that remembers it notices when a node restarts.
+func (t *Table) Epoch(origin uuid.UUID) (uint64, bool) {
+	r, ok := t.records[origin]
+	if !ok {
+		return 0, false
+	}
+	return r.st.Epoch, true
+}
+
 // Len returns the number of records, the local one included.
 func (t *Table) Len() int { return len(t.records) }
 

@@ -355,3 +355,20 @@ func TestTopology(t *testing.T) {
 		t.Error("Topology shares memory with the table")
 	}
 }
+
+func TestHoldPostponesExpiry(t *testing.T) {
+	now := time.Unix(1000, 0)
+	self, other := uuid.New(), uuid.New()
+	tb := New(self, 1, now, Config{MaxAge: 10 * time.Second}.WithDefaults())
+	if v, err := tb.ApplyState(now, message.State{Origin: other, Epoch: 1, Seq: 1}); v != Accepted {
+		t.Fatalf("ApplyState: %v %v", v, err)
+	}
+	later := now.Add(9 * time.Second)
+	tb.Hold(later)
+	if got := tb.Expire(now.Add(15 * time.Second)); len(got) != 0 {
+		t.Fatalf("expired %v before the held deadline", got)
+	}
+	if got := tb.Expire(later.Add(10 * time.Second)); len(got) != 1 || got[0] != other {
+		t.Fatalf("Expire after the held deadline = %v, want [%v]", got, other)
+	}
+}

@@ -60,8 +60,10 @@ type Edge interface {
 	// After the edge is closed, by either side, Receive returns an error
 	// wrapping ErrClosed (or the transport's own error for a broken link).
 	Receive(ctx context.Context) ([]byte, error)
-	// Close closes the edge. The other side's Receive eventually fails,
-	// unless the link is broken in a way the transport cannot see.
+	// Close closes the edge. Frames sent before Close are delivered before
+	// the other side sees the close (so a last goodbye or reject arrives);
+	// after them the other side's Receive fails, unless the link is broken
+	// in a way the transport cannot see.
 	Close() error
 	// LocalAddr is this side's address of the edge.
 	LocalAddr() string

@@ -1,0 +1,69 @@
+package node_test
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/distrirender/distrirender/node"
+	"github.com/distrirender/distrirender/transport/memory"
+)
+
+// Three nodes in a line on the in-memory transport: a message from the first
+// reaches the last through the middle one, and a broadcast reaches everyone.
+func Example() {
+	net := memory.NewNetwork(memory.Config{Seed: 1})
+	defer net.Close()
+	var nodes []*node.Node
+	for _, addr := range []string{"a", "b", "c"} {
+		tr, err := net.Listen(addr)
+		if err != nil {
+			panic(err)
+		}
+		n, err := node.New(tr)
+		if err != nil {
+			panic(err)
+		}
+		defer n.Close()
+		nodes = append(nodes, n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	if err := a.Connect(ctx, "b"); err != nil {
+		panic(err)
+	}
+	if err := b.Connect(ctx, "c"); err != nil {
+		panic(err)
+	}
+	// Wait until a has a route to c (link state floods in a few milliseconds).
+	for {
+		if ni, ok := a.Topology().Node(c.ID()); ok && ni.Distance == 2 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := a.Send(ctx, c.ID(), []byte("hello over two hops")); err != nil {
+		panic(err)
+	}
+	d, err := c.Receive(ctx)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("c got %q from a: %v\n", d.Body, d.From == a.ID())
+
+	if err := c.Broadcast(ctx, []byte("to everyone")); err != nil {
+		panic(err)
+	}
+	for _, n := range []*node.Node{a, b} {
+		d, err := n.Receive(ctx)
+		if err != nil {
+			panic(err)
+		}
+		fmt.Printf("broadcast %q from c: %v\n", d.Body, d.From == c.ID() && d.Broadcast)
+	}
+	// Output:
+	// c got "hello over two hops" from a: true
+	// broadcast "to everyone" from c: true
+	// broadcast "to everyone" from c: true
+}

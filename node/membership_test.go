@@ -1,0 +1,325 @@
+package node_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/distrirender/distrirender/node"
+	"github.com/distrirender/distrirender/reliability"
+	"github.com/distrirender/distrirender/routing"
+)
+
+// members are the options of the membership tests: balancing on, quick
+// failure detection, and link state that ages out in seconds.
+func members(minConns, maxConns int) []node.Option {
+	return []node.Option{
+		node.WithMinConnections(minConns),
+		node.WithMaxConnections(maxConns),
+		node.WithKeepalive(50*time.Millisecond, 4),
+		node.WithReliability(reliability.Config{MinRTO: 10 * time.Millisecond, InitialRTO: 50 * time.Millisecond, MaxRTO: 300 * time.Millisecond}),
+		node.WithRouting(routing.Config{RefreshInterval: 500 * time.Millisecond, MaxAge: 10 * time.Second}),
+	}
+}
+
+// degreesWithin reports whether every live node has between lo and hi neighbours.
+func (m *mesh) degreesWithin(lo, hi int) bool {
+	for i, nd := range m.nodes {
+		if !m.alive[i] {
+			continue
+		}
+		if d := len(nd.Neighbors()); d < lo || d > hi {
+			return false
+		}
+	}
+	return true
+}
+
+func (m *mesh) topologyFrames() uint64 {
+	var n uint64
+	for _, nd := range m.nodes {
+		n += nd.Stats().TopologyFrames
+	}
+	return n
+}
+
+func TestFiftyJoinThroughOneSeed(t *testing.T) {
+	const size, lo, hi = 50, 5, 10
+	m := newMesh(t, size, testSeed(t), members(lo, hi)...)
+	start := time.Now()
+	for i := 1; i < size; i++ {
+		m.link(i, 0)
+	}
+	joined := time.Since(start)
+	defer func() {
+		if t.Failed() {
+			for i, nd := range m.nodes {
+				t.Logf("node %d: %d neighbours, %d reachable\n%s", i, len(nd.Neighbors()), len(nd.Topology().Nodes), node.DebugString(nd))
+			}
+		}
+	}()
+	waitFor(t, 20*time.Second, "every node to have 5..10 neighbours and full routes", func() bool {
+		return m.degreesWithin(lo, hi) && m.converged()
+	})
+	settledIn := time.Since(start)
+	tp := m.nodes[0].Topology()
+	t.Logf("%d nodes: joins took %v, balanced and converged after %v; diameter %d hops; %d link-state frames (%.0f per join)",
+		size, joined.Round(time.Millisecond), settledIn.Round(time.Millisecond), tp.Diameter(), m.topologyFrames(), float64(m.topologyFrames())/size)
+	if d := tp.Diameter(); d > 4 {
+		t.Errorf("diameter %d: balancing should keep 50 nodes within 4 hops", d)
+	}
+}
+
+func TestFullSeedRedirectsEveryJoiner(t *testing.T) {
+	const size, hi = 20, 3
+	m := newMesh(t, size, testSeed(t), members(0, hi)...)
+	for i := 1; i < size; i++ {
+		m.link(i, 0) // succeeds: a full seed hands back an entry point
+	}
+	m.waitConverged(20 * time.Second)
+	m.mu.Lock()
+	redirects := m.kinds[node.Redirected]
+	m.mu.Unlock()
+	if want := size - 1 - hi; redirects < want {
+		t.Fatalf("%d redirects, want at least %d (the seed takes only %d)", redirects, want, hi)
+	}
+	if !m.degreesWithin(1, hi) {
+		t.Fatal("a node has no neighbour or more than the maximum")
+	}
+	if n := len(m.nodes[0].Neighbors()); n != hi {
+		t.Fatalf("seed has %d neighbours, want %d (full)", n, hi)
+	}
+}
+
+func TestConnectWhenNoNodeCanAccept(t *testing.T) {
+	m := newMesh(t, 3, testSeed(t), members(0, 1)...)
+	m.link(0, 1)
+	waitFor(t, 5*time.Second, "node 0 to know node 1 is full", func() bool {
+		ni, ok := m.nodes[0].Topology().Node(m.nodes[1].ID())
+		return ok && ni.Distance == 1 && ni.FreeSlots == 0
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := m.nodes[2].Connect(ctx, m.addrs[0])
+	if !errors.Is(err, node.ErrNoEntryPoint) || !errors.Is(err, node.ErrRejected) {
+		t.Fatalf("Connect to a full mesh: %v, want ErrNoEntryPoint", err)
+	}
+}
+
+func TestChurnWithTraffic(t *testing.T) {
+	const initial, ops, lo, hi = 12, 100, 3, 6
+	seed := testSeed(t)
+	m := newMesh(t, initial, seed, members(lo, hi)...)
+	for i := 1; i < initial; i++ {
+		m.link(i, m.rng.IntN(i))
+	}
+	m.waitConverged(20 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cols := map[int]*collector{1: m.collect(ctx, 1)}
+
+	// Node 0 streams to node 1 (both stay) and to every node that joins.
+	type flow struct {
+		dst  int
+		sent atomic.Int64
+	}
+	flows := map[int]*flow{1: {dst: 1}}
+	var mu chanMutex = make(chan struct{}, 1)
+	src := m.nodes[0]
+	sendDone := make(chan struct{})
+	stop := make(chan struct{})
+	go func() {
+		defer close(sendDone)
+		for k := 0; ; k++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			mu.lock()
+			var f *flow
+			for _, x := range flows { // map order: a random flow each time
+				f = x
+				break
+			}
+			dst := m.nodes[f.dst].ID()
+			mu.unlock()
+			sctx, scancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			err := src.Send(sctx, dst, body(0, uint64(f.sent.Load()), 64))
+			scancel()
+			if err == nil {
+				f.sent.Add(1)
+			}
+		}
+	}()
+	// One join or leave every 100 ms: churn over time, not a burst that
+	// replaces the mesh faster than anything could notice.
+	pace := time.NewTicker(100 * time.Millisecond)
+	defer pace.Stop()
+	for op := range ops {
+		<-pace.C
+		live := []int{}
+		for i := 2; i < len(m.nodes); i++ {
+			if m.alive[i] {
+				live = append(live, i)
+			}
+		}
+		if op%2 == 0 || len(live) < 4 {
+			mu.lock()
+			i := m.add(members(lo, hi)...)
+			cols[i] = m.collect(ctx, i)
+			flows[i] = &flow{dst: i}
+			mu.unlock()
+			via := 0
+			if len(live) > 0 {
+				via = live[m.rng.IntN(len(live))]
+			}
+			m.link(i, via)
+		} else {
+			victim := live[m.rng.IntN(len(live))]
+			m.nodes[victim].Close()
+			m.alive[victim] = false
+		}
+	}
+	close(stop)
+	<-sendDone
+	defer func() {
+		if t.Failed() {
+			for i, nd := range m.nodes {
+				if m.alive[i] {
+					reach := 0
+					for _, ni := range nd.Topology().Nodes {
+						if ni.Distance >= 0 {
+							reach++
+						}
+					}
+					t.Logf("node %d %s: %d neighbours, %d known, %d reachable", i, nd.ID().String()[:8], len(nd.Neighbors()), len(nd.Topology().Nodes), reach)
+				}
+			}
+		}
+	}()
+	m.waitConverged(30 * time.Second)
+	if !m.degreesWithin(1, hi) {
+		t.Fatal("after churn a node has no neighbour or too many")
+	}
+	var delivered, failed int
+	for i, f := range flows {
+		dst := m.nodes[i].ID()
+		got := func() []uint64 { return cols[i].got(0, false) }
+		fl := func() map[uint64]bool { return m.failed(0, dst, false) }
+		sent := int(f.sent.Load())
+		settled(t, time.Minute, "churn flow", got, fl, sent)
+		d, fn := checkStream(t, "churn flow", got(), fl(), sent)
+		delivered += d
+		failed += fn
+	}
+	if n := len(cols[1].got(0, false)); n == 0 {
+		t.Fatal("the stable stream delivered nothing")
+	}
+	t.Logf("%d joins and leaves; %d messages delivered, %d reported failed (to nodes that left); %d live nodes, diameter %d",
+		ops, delivered, failed, len(m.nodes)-countDead(m), m.nodes[0].Topology().Diameter())
+}
+
+func countDead(m *mesh) int {
+	n := 0
+	for _, a := range m.alive {
+		if !a {
+			n++
+		}
+	}
+	return n
+}
+
+// chanMutex is a mutex usable from the test and the sender goroutine.
+type chanMutex chan struct{}
+
+func (c chanMutex) lock()   { c <- struct{}{} }
+func (c chanMutex) unlock() { <-c }
+
+func TestRestartWithSameUUID(t *testing.T) {
+	m := newMesh(t, 3, testSeed(t), members(0, 10)...)
+	m.link(0, 1)
+	m.link(1, 2)
+	m.waitConverged(5 * time.Second)
+	a, c := m.nodes[0], m.nodes[2]
+	id, oldEpoch := c.ID(), c.Epoch()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	before := m.collect(ctx, 2)
+	if err := m.sendAll(ctx, 0, id, 100, 64); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the first life to get its messages", func() bool { return len(before.got(0, false)) == 100 })
+
+	// C restarts: same UUID, same address, a new epoch.
+	c.Close()
+	m.alive[2] = false
+	tr, err := m.net.Listen(m.addrs[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := node.New(tr, append(members(0, 10), node.WithID(id))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if c2.Epoch() <= oldEpoch {
+		t.Fatalf("restart epoch %d not after %d", c2.Epoch(), oldEpoch)
+	}
+	if err := c2.Connect(ctx, m.addrs[1]); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the new epoch to reach a", func() bool {
+		ni, ok := a.Topology().Node(id)
+		return ok && ni.Epoch == c2.Epoch() && ni.Distance == 2
+	})
+	// Both directions work with the new life, in order, exactly once.
+	var fromA []uint64
+	errc := make(chan error, 2)
+	go func() { errc <- m.sendAll(ctx, 0, id, 100, 64) }()
+	go func() {
+		for s := range 100 {
+			if err := c2.Send(ctx, a.ID(), body(2, uint64(s), 64)); err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- nil
+	}()
+	for range 100 {
+		d, err := c2.Receive(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.From == a.ID() {
+			fromA = append(fromA, uint64FromBody(d.Body))
+		}
+	}
+	checkStream(t, "a to the restarted node", fromA, nil, 100)
+	var fromC []uint64
+	for len(fromC) < 100 {
+		d, err := a.Receive(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.From == id {
+			fromC = append(fromC, uint64FromBody(d.Body))
+		}
+	}
+	checkStream(t, "the restarted node to a", fromC, nil, 100)
+	for range 2 {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func uint64FromBody(b []byte) uint64 {
+	var v uint64
+	for _, x := range b[8:16] {
+		v = v<<8 | uint64(x)
+	}
+	return v
+}
