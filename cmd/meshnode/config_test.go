@@ -1,0 +1,235 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// parseRun parses a `meshnode run` command line with env and returns the
+// resulting config.
+func parseRun(t *testing.T, args []string, env map[string]string) (runConfig, error) {
+	t.Helper()
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(&bytes.Buffer{})
+	var c runConfig
+	fs.String("config", "", "")
+	runFlags(fs, &c)
+	if _, err := parseArgs(fs, args); err != nil {
+		return c, err
+	}
+	err := applySources(fs, func(k string) string { return env[k] })
+	return c, err
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	kv := writeFile(t, "meshnode.conf", `
+# a key = value config file
+listen = 10.0.0.1:5000
+api = "127.0.0.1:8000"
+join = 10.0.0.2:4242, 10.0.0.3:4242
+max_connections = 7
+log-level = debug
+discover = true
+`)
+	js := writeFile(t, "meshnode.json", `{"listen": "10.0.0.1:5000", "api": "127.0.0.1:8000",
+		"join": ["10.0.0.2:4242", "10.0.0.3:4242"], "max-connections": 7, "log-level": "debug", "discover": true}`)
+	for _, file := range []string{kv, js} {
+		t.Run(filepath.Ext(file), func(t *testing.T) {
+			cases := []struct {
+				name string
+				args []string
+				env  map[string]string
+				want func(c runConfig) bool
+			}{
+				{"defaults", nil, nil, func(c runConfig) bool {
+					return c.Listen == "0.0.0.0:4242" && c.API == "127.0.0.1:7070" && c.MaxConnections == 10 &&
+						c.LogLevel == slog.LevelInfo && !c.Discover && len(c.Join) == 0 && c.DiscoverInterval == 10*time.Second
+				}},
+				{"file", []string{"--config", file}, nil, func(c runConfig) bool {
+					return c.Listen == "10.0.0.1:5000" && c.API == "127.0.0.1:8000" && c.MaxConnections == 7 &&
+						c.LogLevel == slog.LevelDebug && c.Discover && slices.Equal(c.Join, []string{"10.0.0.2:4242", "10.0.0.3:4242"}) &&
+						c.MinConnections == 5 // not in the file: default
+				}},
+				{"file named by env", nil, map[string]string{"MESHNODE_CONFIG": file}, func(c runConfig) bool {
+					return c.Listen == "10.0.0.1:5000"
+				}},
+				{"env over file", []string{"--config", file}, map[string]string{
+					"MESHNODE_LISTEN": "10.9.9.9:1", "MESHNODE_JOIN": "a:1", "MESHNODE_DISCOVER": "false", "MESHNODE_MAX_CONNECTIONS": "3",
+				}, func(c runConfig) bool {
+					return c.Listen == "10.9.9.9:1" && slices.Equal(c.Join, []string{"a:1"}) && !c.Discover && c.MaxConnections == 3 &&
+						c.API == "127.0.0.1:8000" // from the file still
+				}},
+				{"empty env is unset", []string{"--config", file}, map[string]string{"MESHNODE_LISTEN": ""}, func(c runConfig) bool {
+					return c.Listen == "10.0.0.1:5000"
+				}},
+				{"flag over env and file", []string{"--config", file, "--listen", "1.2.3.4:5", "--join=b:2", "--join", "c:3,d:4", "--discover=false"},
+					map[string]string{"MESHNODE_LISTEN": "10.9.9.9:1", "MESHNODE_JOIN": "a:1"}, func(c runConfig) bool {
+						return c.Listen == "1.2.3.4:5" && slices.Equal(c.Join, []string{"b:2", "c:3", "d:4"}) && !c.Discover && c.MaxConnections == 7
+					}},
+				{"env without file", nil, map[string]string{"MESHNODE_API": "127.0.0.1:1", "MESHNODE_LOG_FORMAT": "json", "MESHNODE_DISCOVER_INTERVAL": "3s"},
+					func(c runConfig) bool {
+						return c.API == "127.0.0.1:1" && c.LogFormat == "json" && c.DiscoverInterval == 3*time.Second && c.Listen == "0.0.0.0:4242"
+					}},
+			}
+			for _, tc := range cases {
+				t.Run(tc.name, func(t *testing.T) {
+					c, err := parseRun(t, tc.args, tc.env)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := c.validate(); err != nil {
+						t.Fatal(err)
+					}
+					if !tc.want(c) {
+						t.Errorf("config %+v", c)
+					}
+				})
+			}
+		})
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		env  map[string]string
+		file string // config file content, if any
+		want string // substring of the error
+	}{
+		{"unknown flag", []string{"--nope"}, nil, "", "not defined"},
+		{"bad env int", nil, map[string]string{"MESHNODE_MAX_CONNECTIONS": "many"}, "", "MESHNODE_MAX_CONNECTIONS"},
+		{"bad env bool", nil, map[string]string{"MESHNODE_DISCOVER": "perhaps"}, "", "MESHNODE_DISCOVER"},
+		{"bad env level", nil, map[string]string{"MESHNODE_LOG_LEVEL": "loud"}, "", "MESHNODE_LOG_LEVEL"},
+		{"unknown file key", nil, nil, "listen = a:1\nlisten-on = b:2\n", `unknown key "listen-on"`},
+		{"bad file line", nil, nil, "listen a:1\n", "line 1"},
+		{"duplicate file key", nil, nil, "listen = a:1\nlisten = b:2\n", "given twice"},
+		{"bad file value", nil, nil, "max-connections = lots\n", "max-connections"},
+		{"bad JSON", nil, nil, `{"listen": }`, "invalid character"},
+		{"JSON trailing data", nil, nil, `{"listen": "a:1"} x`, "after the JSON"},
+		{"JSON unknown key", nil, nil, `{"listn": "a:1"}`, `unknown key "listn"`},
+		{"JSON object value", nil, nil, `{"listen": {"host": "a"}}`, "want a string"},
+		{"missing file", []string{"--config", "/nonexistent/meshnode.conf"}, nil, "", "no such file"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			args := tc.args
+			if tc.file != "" {
+				args = append(args, "--config", writeFile(t, "c", tc.file))
+			}
+			_, err := parseRun(t, args, tc.env)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--id", uuid.NewString(), "--id-file", "x"}, "not both"},
+		{[]string{"--id", "not-a-uuid"}, "--id"},
+		{[]string{"--id", uuid.Nil.String()}, "nil UUID"},
+		{[]string{"--log-format", "xml"}, "--log-format"},
+		{[]string{"--max-connections", "0"}, "--max-connections"},
+		{[]string{"--min-connections", "-1"}, "--min-connections"},
+		{[]string{"--listen", ""}, "--listen"},
+		{[]string{"--discover-interval", "10ms"}, "--discover-interval"},
+	}
+	for _, tc := range cases {
+		c, err := parseRun(t, tc.args, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want an error containing %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestParseArgsInterspersed(t *testing.T) {
+	fs := flag.NewFlagSet("send", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "")
+	api := fs.String("api", "", "")
+	pos, err := parseArgs(fs, []string{"ID", "--json", "some text", "--api", "h:1", "--", "--not-a-flag"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !*asJSON || *api != "h:1" || !slices.Equal(pos, []string{"ID", "some text", "--not-a-flag"}) {
+		t.Errorf("json %v api %q pos %q", *asJSON, *api, pos)
+	}
+}
+
+func TestIDFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "node-id")
+	c := &runConfig{IDFile: path}
+	id, err := resolveID(c)
+	if err != nil || id == uuid.Nil {
+		t.Fatalf("first start: %v, %v", id, err)
+	}
+	again, err := resolveID(c)
+	if err != nil || again != id {
+		t.Fatalf("restart: %v, %v; want %v", again, err, id)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("id file: %v, %v", fi, err)
+	}
+	if err := os.WriteFile(path, []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := resolveID(c); err == nil {
+		t.Error("a garbled id file was accepted")
+	}
+	fixed := uuid.New()
+	if id, err := resolveID(&runConfig{ID: fixed.String()}); err != nil || id != fixed {
+		t.Errorf("--id: %v, %v", id, err)
+	}
+	if id, err := resolveID(&runConfig{}); err != nil || id != uuid.Nil {
+		t.Errorf("no id: %v, %v", id, err)
+	}
+}
+
+func TestUsageExitCodes(t *testing.T) {
+	cases := []struct {
+		args []string
+		code int
+	}{
+		{nil, exitUsage},
+		{[]string{"frobnicate"}, exitUsage},
+		{[]string{"help"}, exitOK},
+		{[]string{"run", "-h"}, exitOK},
+		{[]string{"run", "--max-connections", "0"}, exitUsage},
+		{[]string{"run", "extra"}, exitUsage},
+		{[]string{"send", "only-one-arg"}, exitUsage},
+		{[]string{"status", "--api", "127.0.0.1:1"}, exitError}, // nothing listens on port 1
+	}
+	for _, tc := range cases {
+		var out, errb bytes.Buffer
+		code := realMain(context.Background(), tc.args, strings.NewReader(""), &out, &errb, func(string) string { return "" })
+		if code != tc.code {
+			t.Errorf("%q: exit %d, want %d; stderr %s", tc.args, code, tc.code, errb.String())
+		}
+	}
+}

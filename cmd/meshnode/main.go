@@ -1,0 +1,129 @@
+// Command meshnode is the mesh node daemon for LAN clusters over QUIC, and
+// the client of its local HTTP API.
+//
+//	meshnode run --listen 0.0.0.0:4242 --join 10.0.0.1:4242 [--discover]
+//	meshnode status | topology | recv [--events] | connect HOST:PORT
+//	meshnode send UUID TEXT | broadcast TEXT
+//
+// Every flag can also be set by an environment variable (--max-connections
+// is MESHNODE_MAX_CONNECTIONS) or a config file (--config PATH, JSON or
+// key = value lines), with the precedence flag > environment > file >
+// default. docs/CLUSTER.md has the details, the API reference and a worked
+// three-machine example.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `meshnode: a mesh node daemon for LAN clusters over QUIC, and its client.
+
+Usage:
+  meshnode run [flags]              run a node (see meshnode run -h)
+  meshnode status [flags]           the node's ID, addresses, neighbours and counters
+  meshnode topology [flags]         the mesh as the node sees it
+  meshnode send UUID TEXT [flags]   send TEXT to node UUID ("-" reads the body from stdin)
+  meshnode broadcast TEXT [flags]   send TEXT to every node ("-" reads stdin)
+  meshnode recv [flags]             print received messages until interrupted
+  meshnode connect HOST:PORT        open an edge to another node
+
+Client flags: --api HOST:PORT (default 127.0.0.1:7070), --json, --config PATH;
+recv also takes --events. Every flag can be set as MESHNODE_<FLAG> in the
+environment (e.g. MESHNODE_API) or in the config file; a flag on the command
+line wins over the environment, which wins over the file.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// After the first signal the default behaviour returns: a second one
+	// ends a shutdown that hangs.
+	context.AfterFunc(ctx, stop)
+	code := realMain(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv)
+	stop()
+	os.Exit(code)
+}
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+// realMain runs one subcommand and returns the exit code. ctx ends on
+// SIGINT or SIGTERM.
+func realMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	cmd, rest := args[0], args[1:]
+	var err error
+	switch cmd {
+	case "run":
+		err = cmdRun(ctx, rest, stderr, getenv)
+	case "status", "topology", "send", "broadcast", "recv", "connect":
+		err = cmdClient(ctx, cmd, rest, stdin, stdout, stderr, getenv)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "meshnode: unknown command %q\n\n%s", cmd, usage)
+		return exitUsage
+	}
+	var ue usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "meshnode %s: %v\n", cmd, err)
+		return exitUsage
+	default:
+		fmt.Fprintf(stderr, "meshnode %s: %v\n", cmd, err)
+		return exitError
+	}
+}
+
+// usageError is a mistake in the command line or configuration.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func cmdRun(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) error {
+	fs := flag.NewFlagSet("meshnode run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c runConfig
+	fs.String("config", "", "`PATH` of a config file (JSON, or key = value lines); keys are flag names")
+	runFlags(fs, &c)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: meshnode run [flags]\n\nRuns a mesh node until SIGINT or SIGTERM, then leaves the mesh cleanly.\nEvery flag can be set as MESHNODE_<FLAG> (e.g. MESHNODE_JOIN) or in the config file.\n\n")
+		fs.PrintDefaults()
+	}
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	if len(pos) > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q", pos[0])}
+	}
+	if err := applySources(fs, getenv); err != nil {
+		return usageError{err}
+	}
+	if err := c.validate(); err != nil {
+		return usageError{err}
+	}
+	return runDaemon(ctx, &c, daemonDeps{listen: listenQUIC, logOut: stderr})
+}
