@@ -317,7 +317,53 @@ func (st *state) balanceDone(addr string, err error) {
 	b.next = st.now.Add(jitter(b.backoff))
 }
 
-// ---- restarts ----
+// ---- restarts and stuck streams ----
+
+// resetStream reports everything in flight on a unicast stream as failed and
+// starts a new stream, with a larger stream epoch, for the backlog: the
+// receiver drops whatever is left of the old stream when it sees the new one.
+func (st *state) resetStream(s *outStream, cause error) {
+	for _, f := range s.snd.FailAll(cause) {
+		st.report(s, f)
+	}
+	st.streamResets++
+	s.snd = reliability.NewSender(st.n.cfg.rel, st.n.epoch+st.streamResets)
+	s.blockedBy = uuid.Nil
+	st.pump(s)
+	st.unpark()
+}
+
+// checkBlocked gives up on a target that has held a stream's window back
+// (reliability.Sender.Blocked) for longer than the whole retry budget takes:
+// it cannot be reached. A unicast stream is reset; the broadcast stream drops
+// the target. Either way the messages concerned are reported failed.
+func (st *state) checkBlocked(s *outStream) {
+	id, ok := s.snd.Blocked()
+	switch {
+	case !ok:
+		s.blockedBy = uuid.Nil
+		return
+	case id != s.blockedBy:
+		s.blockedBy, s.blockedSince = id, st.now
+		return
+	}
+	rc := st.n.cfg.rel
+	limit := rc.MaxRTO * time.Duration(rc.MaxRetries+1)
+	if st.now.Sub(s.blockedSince) < limit {
+		return
+	}
+	cause := fmt.Errorf("%w: %s held the stream back for %v", reliability.ErrRetriesExhausted, id, limit)
+	if s.dst != uuid.Nil {
+		st.resetStream(s, cause)
+		return
+	}
+	for _, f := range s.snd.RemoveTarget(id, cause) {
+		st.report(s, f)
+	}
+	s.blockedBy = uuid.Nil
+	st.pump(s)
+	st.unpark()
+}
 
 // checkRestart resets what this node was sending to origin when its link
 // state shows a new epoch: messages in flight may have reached its previous
@@ -331,12 +377,7 @@ func (st *state) checkRestart(origin uuid.UUID, epoch uint64) {
 			s.dstEpoch = epoch
 		case epoch > s.dstEpoch:
 			s.dstEpoch = epoch
-			for _, f := range s.snd.FailAll(ErrPeerRestarted) {
-				st.report(s, f)
-			}
-			st.streamResets++
-			s.snd = reliability.NewSender(st.n.cfg.rel, st.n.epoch+st.streamResets)
-			st.pump(s)
+			st.resetStream(s, ErrPeerRestarted)
 		}
 	}
 	if last, ok := st.epochs[origin]; ok && epoch > last {

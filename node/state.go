@@ -41,11 +41,14 @@ type sendReq struct {
 
 // outStream is this node's stream to one destination, or its broadcast stream.
 type outStream struct {
-	dst      uuid.UUID   // uuid.Nil for the broadcast stream
-	dstEpoch uint64      // the destination's epoch when last seen; 0 if unknown
-	targets  []uuid.UUID // {dst} for unicast, reused for every Push
-	snd      *reliability.Sender
-	backlog  *queue.Ring[[]byte]
+	dst      uuid.UUID // uuid.Nil for the broadcast stream
+	dstEpoch uint64    // the destination's epoch when last seen; 0 if unknown
+
+	blockedBy    uuid.UUID // the target holding the window back (Sender.Blocked)
+	blockedSince time.Time
+	targets      []uuid.UUID // {dst} for unicast, reused for every Push
+	snd          *reliability.Sender
+	backlog      *queue.Ring[[]byte]
 }
 
 // rxKey names an incoming stream: a source's unicast or broadcast stream.
@@ -266,6 +269,7 @@ func (st *state) tick() {
 }
 
 func (st *state) tickStream(s *outStream) {
+	st.checkBlocked(s)
 	resend, failed := s.snd.Tick(st.now)
 	for _, r := range resend {
 		st.n.stats.retransmits.Add(1)
