@@ -294,6 +294,9 @@ func (s *Sender) OnAck(now time.Time, from uuid.UUID, a message.Ack) (freed int,
 			sacked = true
 		}
 	}
+	if sacked {
+		s.fastRetransmit(now, t)
+	}
 	progress := a.Cum != t.lo
 	t.lo = a.Cum
 	if sampled {
@@ -663,6 +666,48 @@ func (s *Sender) sampleRTT(t *target, r time.Duration) {
 		t.srtt = (7*t.srtt + r) / 8
 	}
 	t.rto = min(max(t.srtt+4*t.rttvar, s.cfg.MinRTO), s.cfg.MaxRTO)
+}
+
+// FastThreshold is how many later messages, sent no earlier than a pending
+// one, must be known received (SACKed) before the pending one is deemed lost
+// and retransmitted at once instead of at its timeout: QUIC's packet
+// threshold (RFC 9002, section 6.1.1). Three tolerates mild reordering.
+const FastThreshold = 3
+
+// fastRetransmit pulls forward, to now, the timer of every copy for t that
+// is still pending although FastThreshold copies of later messages, sent at
+// or after its last transmission, have arrived. A retransmitted copy is
+// judged again only against messages sent after its retransmission. It
+// counts as a retransmission like a timeout does (retry budget, backoff).
+func (s *Sender) fastRetransmit(now time.Time, t *target) {
+	later := 0
+	var newest time.Time
+	var lost []int // window offsets, highest first
+	for j := s.n - 1; j >= 0; j-- {
+		e := &s.ring[(s.head+j)%int(s.w)]
+		c := e.find(t)
+		if c == nil {
+			continue
+		}
+		switch c.state {
+		case copySacked:
+			later++
+			if c.lastSent.After(newest) {
+				newest = c.lastSent
+			}
+		case copyPending:
+			if later >= FastThreshold && c.sent && !c.lastSent.After(newest) && c.deadline.After(now) {
+				lost = append(lost, j)
+			}
+		}
+	}
+	// Lowest index first: the receiver can deliver in order sooner.
+	for _, j := range slices.Backward(lost) {
+		e := &s.ring[(s.head+j)%int(s.w)]
+		c := e.find(t)
+		c.deadline = now
+		s.schedule(e.seq, c)
+	}
 }
 
 // schedule records c's (new) deadline. When stale items dominate the heap

@@ -3,6 +3,7 @@ package reliability
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -648,5 +649,56 @@ func TestSenderMixedTargets(t *testing.T) {
 	}
 	if _, ok := s.Deadline(); ok || s.InFlight() != 0 || s.Next() != 2 {
 		t.Fatal("not empty")
+	}
+}
+
+func TestFastRetransmit(t *testing.T) {
+	now := time.Unix(100, 0)
+	dst := uuid.New()
+	cfg := Config{InitialRTO: time.Second}.WithDefaults()
+	cases := []struct {
+		name   string
+		sacked []int // offsets from seq 0 that arrive
+		resend []uint32
+	}{
+		{"three later messages arrived: 0 is lost", []int{1, 2, 3}, []uint32{0}},
+		{"two are not enough (reordering)", []int{1, 2}, nil},
+		{"holes below three arrivals are all lost", []int{2, 4, 5, 6}, []uint32{0, 1, 3}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := NewSender(cfg, 7)
+			for range 8 {
+				if _, err := s.Push(now, []byte("x"), []uuid.UUID{dst}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			sack := make([]byte, 1)
+			for _, o := range c.sacked {
+				sack[0] |= 1 << o
+			}
+			later := now.Add(10 * time.Millisecond)
+			if _, err := s.OnAck(later, dst, message.Ack{StreamEpoch: 7, Cum: 0, SACK: sack}); err != nil {
+				t.Fatal(err)
+			}
+			resend, failed := s.Tick(later)
+			if len(failed) != 0 {
+				t.Fatalf("failures: %v", failed)
+			}
+			var got []uint32
+			for _, r := range resend {
+				got = append(got, r.Packet.Seq)
+			}
+			if !slices.Equal(got, c.resend) {
+				t.Fatalf("resent %v, want %v", got, c.resend)
+			}
+			// Retransmitted once: the same ack again triggers nothing more.
+			if _, err := s.OnAck(later, dst, message.Ack{StreamEpoch: 7, Cum: 0, SACK: sack}); err != nil {
+				t.Fatal(err)
+			}
+			if resend, _ := s.Tick(later); len(resend) != 0 {
+				t.Fatalf("second ack resent %d copies", len(resend))
+			}
+		})
 	}
 }
