@@ -1,0 +1,212 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"image"
+	"image/png"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/distrirender/distrirender/render"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// small is a frame that renders in a moment, even with the race detector.
+var small = []string{"--width", "48", "--height", "32", "--samples", "2", "--tile", "16", "--seed", "5", "--progress", "off"}
+
+func want(t *testing.T) *image.RGBA {
+	t.Helper()
+	img, err := render.Render(context.Background(), render.Default(), render.Job{Width: 48, Height: 32, Samples: 2, TileSize: 16, Seed: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func readPNG(t *testing.T, path string) *image.RGBA {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rgba, ok := img.(*image.RGBA)
+	if !ok {
+		// An opaque RGBA image may come back as NRGBA; compare pixel values.
+		b := img.Bounds()
+		rgba = image.NewRGBA(b)
+		for y := b.Min.Y; y < b.Max.Y; y++ {
+			for x := b.Min.X; x < b.Max.X; x++ {
+				rgba.Set(x, y, img.At(x, y))
+			}
+		}
+	}
+	return rgba
+}
+
+func TestUsageErrors(t *testing.T) {
+	cases := []struct {
+		args []string
+		msg  string
+	}{
+		{nil, "usage:"},
+		{[]string{"paint"}, `unknown command "paint"`},
+		{[]string{"render", "--width", "0"}, "size 0x540"},
+		{[]string{"render", "--samples", "-1"}, "samples"},
+		{[]string{"render", "--tile", "1000"}, "tile size"},
+		{[]string{"render", "--transport", "carrier-pigeon"}, "--transport"},
+		{[]string{"render", "--scene", "teapot"}, "unknown scene"},
+		{[]string{"render", "--no-such-flag"}, "flag provided but not defined"},
+		{[]string{"render", "--width", "wide"}, "invalid value"},
+		{[]string{"render", "stray"}, `unexpected argument "stray"`},
+		{[]string{"render", "--workers", "0"}, "nobody would render"},
+		{[]string{"render", "--workers", "1000"}, "--workers"},
+		{[]string{"render", "--join", "127.0.0.1:1", "--workers", "2"}, "--workers is for the embedded mesh"},
+		{[]string{"render", "--join", "x", "--transport", "memory"}, "memory transport"},
+		{[]string{"render", "--progress", "maybe"}, "--progress"},
+		{[]string{"render", "--slots", "65"}, "--slots"},
+		{[]string{"worker", "--transport", "memory"}, "memory transport"},
+		{[]string{"worker", "--join", "/ip4/127.0.0.1/tcp/1"}, "multiaddr"},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := run(context.Background(), c.args, &out, &errb)
+			if code != 2 {
+				t.Fatalf("exit %d, want 2; stderr %q", code, errb.String())
+			}
+			if !strings.Contains(errb.String(), c.msg) {
+				t.Fatalf("stderr %q does not mention %q", errb.String(), c.msg)
+			}
+		})
+	}
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"render", "-h"}, &out, &errb); code != 0 || !strings.Contains(errb.String(), "-samples") {
+		t.Fatalf("-h: exit %d, stderr %q", code, errb.String())
+	}
+}
+
+func TestEmbeddedRender(t *testing.T) {
+	for _, tr := range []string{"memory", "quic"} {
+		t.Run(tr, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "frame.png")
+			var out, errb bytes.Buffer
+			args := append([]string{"render", "--transport", tr, "--workers", "2", "--out", path}, small...)
+			if code := run(context.Background(), args, &out, &errb); code != 0 {
+				t.Fatalf("exit %d: %s%s", code, out.String(), errb.String())
+			}
+			t.Logf("%s", out.String())
+			if got := readPNG(t, path); !bytes.Equal(got.Pix, want(t).Pix) {
+				t.Fatal("the embedded mesh's frame differs from a single-node render")
+			}
+			// Which worker renders the 6 tiles depends on timing: each asks
+			// for 4 (2 slots and 2 ahead), so one may take them all.
+			for _, s := range []string{"worker-", "6 tiles of 16x16", "wrote " + path} {
+				if !strings.Contains(out.String(), s) {
+					t.Errorf("output does not mention %q", s)
+				}
+			}
+		})
+	}
+}
+
+func TestClusterOverQUIC(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wout, werr syncBuffer
+	code := make(chan int, 1)
+	go func() { code <- run(ctx, []string{"worker", "--listen", "127.0.0.1:0", "--slots", "1"}, &wout, &werr) }()
+	re := regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
+	var addr string
+	waitFor(t, 10*time.Second, "the worker to listen", func() bool {
+		if m := re.FindStringSubmatch(werr.String()); m != nil {
+			addr = m[1]
+		}
+		return addr != ""
+	})
+	// A second worker joins the first; the coordinator joins the second.
+	var w2out, w2err syncBuffer
+	code2 := make(chan int, 1)
+	go func() {
+		code2 <- run(ctx, []string{"worker", "--listen", "127.0.0.1:0", "--join", addr, "--slots", "1"}, &w2out, &w2err)
+	}()
+	var addr2 string
+	waitFor(t, 10*time.Second, "the second worker to join", func() bool {
+		if m := re.FindStringSubmatch(w2err.String()); m != nil && strings.Contains(w2err.String(), "joined") {
+			addr2 = m[1]
+		}
+		return addr2 != ""
+	})
+	path := filepath.Join(t.TempDir(), "frame.png")
+	var out, errb bytes.Buffer
+	args := append([]string{"render", "--join", addr2, "--listen", "127.0.0.1:0", "--out", path}, small...)
+	if c := run(ctx, args, &out, &errb); c != 0 {
+		t.Fatalf("render exit %d: %s%s", c, out.String(), errb.String())
+	}
+	t.Logf("%s", out.String())
+	if got := readPNG(t, path); !bytes.Equal(got.Pix, want(t).Pix) {
+		t.Fatal("the cluster's frame differs from a single-node render")
+	}
+	// SIGINT or SIGTERM ends the workers cleanly.
+	cancel()
+	for i, c := range []chan int{code, code2} {
+		if got := <-c; got != 0 {
+			t.Fatalf("worker %d exit %d", i+1, got)
+		}
+	}
+	if !strings.Contains(wout.String()+w2out.String(), "tiles") {
+		t.Fatalf("workers printed no summary: %q %q", wout.String(), w2out.String())
+	}
+}
+
+func TestInterruptedRender(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out, errb bytes.Buffer
+	args := append([]string{"render", "--transport", "memory", "--out", filepath.Join(t.TempDir(), "x.png")}, small...)
+	if code := run(ctx, args, &out, &errb); code != exitInterrupted {
+		t.Fatalf("exit %d, want %d; stderr %q", code, exitInterrupted, errb.String())
+	}
+}

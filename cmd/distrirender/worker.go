@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/distrirender/distrirender/render"
+)
+
+func cmdWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("distrirender worker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var m meshFlags
+	m.register(fs, "`ADDR` to listen on (default 0.0.0.0:0: every interface, a port the system picks; give a fixed port to the first node, that the others join)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := m.validate(); err != nil {
+		return err
+	}
+	if m.transport == transportMemory {
+		return usagef("the memory transport exists only inside one process: a worker needs quic or libp2p")
+	}
+	log := newLogger(stderr, m.verbose, slog.LevelInfo)
+	n, err := newNode(m.transport, m.clusterListen(), nil, "", log)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	fmt.Fprintf(stderr, "worker %s listening on %s\n", n.ID(), strings.Join(n.Addrs(), ", "))
+	if m.join != "" {
+		if err := join(ctx, n, m.join, 0, log); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "joined %s\n", m.join)
+		jctx, cancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Go(func() { stayJoined(jctx, n, m.join, log) })
+		defer func() {
+			cancel()
+			wg.Wait()
+		}()
+	}
+	w, err := render.NewWorker(n, render.WorkerConfig{Slots: m.slots, Logger: log})
+	if err != nil {
+		return err
+	}
+	err = w.Run(ctx)
+	st := w.Stats()
+	fmt.Fprintf(stdout, "worker %s: %d jobs, %d tiles, %v rendering\n", short(n.ID().String()), st.Jobs, st.Tiles, st.Render.Round(time.Millisecond))
+	if ctx.Err() != nil {
+		return nil // SIGINT or SIGTERM: a clean shutdown
+	}
+	return err
+}
