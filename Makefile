@@ -1,8 +1,8 @@
-# The two commands of the README's quick start are `go run ./cmd/meshdemo`
-# and `make test`; the rest are conveniences.
+# The two commands of the README's quick start are
+# `go run ./cmd/distrirender render` and `make test`; the rest are conveniences.
 GO ?= go
 
-.PHONY: test demo bench fuzz vet
+.PHONY: test render meshdemo bench fuzz vet
 
 # test: vet, then every test with the race detector. CI runs exactly this.
 test: vet
@@ -11,7 +11,10 @@ test: vet
 vet:
 	$(GO) vet ./...
 
-demo:
+render:
+	$(GO) run ./cmd/distrirender render
+
+meshdemo:
 	$(GO) run ./cmd/meshdemo
 
 # bench: every benchmark once, with allocations (see docs/BENCHMARKS.md).
