@@ -52,10 +52,10 @@ func benchNode(b *testing.B, hops, size, window int) {
 		node.WithReliability(reliability.Config{Window: window, Modulo: 10_000}),
 		node.WithQueues(4096, 4*window))
 	for i := range hops {
-		m.link(i, i+1)
+		m.Link(i, i+1)
 	}
-	m.waitConverged(10 * time.Second)
-	src, dst := m.nodes[0], m.nodes[hops]
+	m.WaitConverged(10 * time.Second)
+	src, dst := m.Node(0), m.Node(hops)
 	ctx := context.Background()
 	payload := make([]byte, size)
 	b.SetBytes(int64(size))

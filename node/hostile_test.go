@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/distrirender/distrirender/internal/meshtest"
 	"github.com/distrirender/distrirender/message"
 	"github.com/distrirender/distrirender/node"
 	"github.com/distrirender/distrirender/transport"
@@ -39,27 +40,27 @@ func (e *evil) send(t *testing.T, f []byte) {
 }
 
 func TestHostileFramesNeverReachTheApplication(t *testing.T) {
-	m := newMesh(t, 2, testSeed(t), fast()...)
-	m.link(0, 1)
-	m.waitConverged(5 * time.Second)
-	a, b := m.nodes[0], m.nodes[1]
+	m := newMesh(t, 2, meshtest.Seed(t), meshtest.Fast()...)
+	m.Link(0, 1)
+	m.WaitConverged(5 * time.Second)
+	a, b := m.Node(0), m.Node(1)
 
 	// A stream from a to b exists, so an ack "from b" can name an index
 	// that a never sent.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cb := m.collect(ctx, 1)
-	if err := m.sendAll(ctx, 0, b.ID(), 3, 32); err != nil {
+	cb := m.Collect(ctx, 1)
+	if err := m.SendAll(ctx, 0, b.ID(), 3, 32); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the first messages", func() bool { return len(cb.got(0, false)) == 3 })
+	meshtest.WaitFor(t, 5*time.Second, "the first messages", func() bool { return len(cb.Got(0, false)) == 3 })
 
 	tr, err := m.net.Listen("evil")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tr.Close()
-	edge, err := tr.Dial(ctx, m.addrs[0])
+	edge, err := tr.Dial(ctx, m.Addr(0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,26 +119,24 @@ func TestHostileFramesNeverReachTheApplication(t *testing.T) {
 		{"data claiming to come from the node itself", fromA.Encode()},
 		{"hello after the handshake", ev.frame(message.TypeHello, 0, uuid.Nil, 0, message.Hello{}.Append(nil))},
 	}
-	ca := m.collect(ctx, 0)
+	ca := m.Collect(ctx, 0)
 	for _, c := range cases {
 		before := a.Stats().Hostile
 		ev.send(t, c.frame)
-		waitFor(t, 5*time.Second, c.name+" to be counted", func() bool { return a.Stats().Hostile > before })
+		meshtest.WaitFor(t, 5*time.Second, c.name+" to be counted", func() bool { return a.Stats().Hostile > before })
 	}
 	// b's record survived the absurd sequence number: routes still work.
-	if err := m.sendAll(ctx, 1, a.ID(), 50, 32); err != nil {
+	if err := m.SendAll(ctx, 1, a.ID(), 50, 32); err != nil {
 		t.Fatal(err)
 	}
-	if err := m.sendAll(ctx, 0, b.ID(), 50, 32); err != nil {
+	if err := m.SendAll(ctx, 0, b.ID(), 50, 32); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "traffic after the attack", func() bool {
-		return len(ca.got(1, false)) == 50 && len(cb.got(0, false)) == 3+50
+	meshtest.WaitFor(t, 10*time.Second, "traffic after the attack", func() bool {
+		return len(ca.Got(1, false)) == 50 && len(cb.Got(0, false)) == 3+50
 	})
-	checkStream(t, "b to a", ca.got(1, false), nil, 50)
-	ca.mu.Lock()
-	nStreams, wrong := len(ca.streams), ca.wrongID
-	ca.mu.Unlock()
+	meshtest.CheckStream(t, "b to a", ca.Got(1, false), nil, 50)
+	nStreams, wrong := ca.Streams(), ca.WrongSender()
 	if nStreams != 1 || wrong != 0 {
 		t.Fatalf("the application saw %d streams (%d from unexpected senders), want only b's", nStreams, wrong)
 	}
@@ -147,8 +146,8 @@ func TestHostileFramesNeverReachTheApplication(t *testing.T) {
 }
 
 func TestAPIErrors(t *testing.T) {
-	m := newMesh(t, 2, testSeed(t), append(fast(), node.WithMaxBody(1024), node.WithQueues(16, 1))...)
-	a := m.nodes[0]
+	m := newMesh(t, 2, meshtest.Seed(t), append(meshtest.Fast(), node.WithMaxBody(1024), node.WithQueues(16, 1))...)
+	a := m.Node(0)
 	ctx := context.Background()
 	cases := []struct {
 		name string
@@ -157,11 +156,11 @@ func TestAPIErrors(t *testing.T) {
 	}{
 		{"send to self", a.Send(ctx, a.ID(), []byte("x")), node.ErrSelf},
 		{"send to nil", a.Send(ctx, uuid.Nil, []byte("x")), node.ErrNilTarget},
-		{"body too large", a.Send(ctx, m.nodes[1].ID(), make([]byte, 1025)), node.ErrTooLarge},
+		{"body too large", a.Send(ctx, m.Node(1).ID(), make([]byte, 1025)), node.ErrTooLarge},
 		{"broadcast too large", a.Broadcast(ctx, make([]byte, 1025)), node.ErrTooLarge},
-		{"multicast including self", a.Multicast(ctx, []uuid.UUID{m.nodes[1].ID(), a.ID()}, nil), node.ErrSelf},
+		{"multicast including self", a.Multicast(ctx, []uuid.UUID{m.Node(1).ID(), a.ID()}, nil), node.ErrSelf},
 		{"connect to nowhere", a.Connect(ctx, "nowhere"), transport.ErrUnreachable},
-		{"connect to self", a.Connect(ctx, m.addrs[0]), node.ErrRejected},
+		{"connect to self", a.Connect(ctx, m.Addr(0)), node.ErrRejected},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -179,30 +178,28 @@ func TestSendBlocksThenHonoursContext(t *testing.T) {
 	// An unreachable destination: the window (10) and backlog (1) fill, then
 	// Send blocks until its context ends, and the message it gave up on is
 	// never sent.
-	m := newMesh(t, 1, testSeed(t), append(fast(), node.WithQueues(16, 1))...)
-	a := m.nodes[0]
+	m := newMesh(t, 1, meshtest.Seed(t), append(meshtest.Fast(), node.WithQueues(16, 1))...)
+	a := m.Node(0)
 	ghost := uuid.New()
 	for i := range 11 {
-		if err := a.Send(context.Background(), ghost, body(0, uint64(i), 16)); err != nil {
+		if err := a.Send(context.Background(), ghost, meshtest.Body(0, uint64(i), 16)); err != nil {
 			t.Fatalf("message %d: %v", i, err)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if err := a.Send(ctx, ghost, body(0, 11, 16)); !errors.Is(err, context.DeadlineExceeded) {
+	if err := a.Send(ctx, ghost, meshtest.Body(0, 11, 16)); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Send on a full stream: %v, want deadline exceeded", err)
 	}
-	a.Close()
-	m.alive[0] = false
+	m.Close(0) // and wait until its events are recorded
 	if err := a.Send(context.Background(), ghost, []byte("x")); !errors.Is(err, node.ErrClosed) {
 		t.Fatalf("Send after Close: %v", err)
 	}
 	if _, err := a.Receive(context.Background()); !errors.Is(err, node.ErrClosed) {
 		t.Fatalf("Receive after Close: %v", err)
 	}
-	m.wg.Wait()
 	// Close reported the 11 accepted messages as failed, and not the 12th.
-	if got := len(m.failed(0, ghost, false)); got != 11 {
+	if got := len(m.Failed(0, ghost, false)); got != 11 {
 		t.Fatalf("%d failures reported at close, want 11", got)
 	}
 }
@@ -210,13 +207,12 @@ func TestSendBlocksThenHonoursContext(t *testing.T) {
 func TestGracefulCloseIsSeenAtOnce(t *testing.T) {
 	// Keepalives are slow here, so only the goodbye can explain a quick
 	// NeighborDown.
-	m := newMesh(t, 2, testSeed(t), node.WithKeepalive(time.Hour, 3), node.WithMinConnections(0))
-	m.link(0, 1)
-	m.waitConverged(5 * time.Second)
-	m.nodes[1].Close()
-	m.alive[1] = false
-	waitFor(t, 5*time.Second, "node 0 to see node 1 leave", func() bool { return len(m.nodes[0].Neighbors()) == 0 })
-	if st := m.nodes[0].Stats(); st.NeighborsDown != 1 {
+	m := newMesh(t, 2, meshtest.Seed(t), node.WithKeepalive(time.Hour, 3), node.WithMinConnections(0))
+	m.Link(0, 1)
+	m.WaitConverged(5 * time.Second)
+	m.Close(1)
+	meshtest.WaitFor(t, 5*time.Second, "node 0 to see node 1 leave", func() bool { return len(m.Node(0).Neighbors()) == 0 })
+	if st := m.Node(0).Stats(); st.NeighborsDown != 1 {
 		t.Fatalf("NeighborsDown = %d", st.NeighborsDown)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/distrirender/distrirender/internal/meshtest"
 	"github.com/distrirender/distrirender/node"
 )
 
@@ -22,28 +23,27 @@ func BenchmarkMembership(b *testing.B) {
 		b.Run(fmt.Sprintf("nodes=%d", size), func(b *testing.B) {
 			m := newMesh(b, size, 1, benchMembers()...)
 			for i := 1; i < size; i++ {
-				m.join(i)
+				m.join(b, i)
 			}
-			waitFor(b, 5*time.Minute, "the mesh to balance", func() bool { return m.degreesWithin(5, 10) && m.converged() })
-			b.ReportMetric(float64(m.nodes[0].Topology().Diameter()), "diameter")
+			meshtest.WaitFor(b, 5*time.Minute, "the mesh to balance", func() bool { return m.degreesWithin(5, 10) && m.Converged() })
+			b.ReportMetric(float64(m.Node(0).Topology().Diameter()), "diameter")
 			var joinFrames, leaveFrames uint64
 			var joinTime, leaveTime time.Duration
 			b.ResetTimer()
 			for range b.N {
 				f0, t0 := m.topologyFrames(), time.Now()
-				i := m.add(benchMembers()...)
-				m.join(i)
-				id := m.nodes[i].ID()
-				waitFor(b, time.Minute, "the join to converge", func() bool {
+				i := m.Add(benchMembers()...)
+				m.join(b, i)
+				id := m.Node(i).ID()
+				meshtest.WaitFor(b, time.Minute, "the join to converge", func() bool {
 					return m.degreesWithin(5, 10) && m.everyoneReaches(id, true)
 				})
 				joinTime += time.Since(t0)
 				f1 := m.topologyFrames()
 				joinFrames += f1 - f0
 				t1 := time.Now()
-				m.nodes[i].Close()
-				m.alive[i] = false
-				waitFor(b, time.Minute, "the leave to converge", func() bool { return m.everyoneReaches(id, false) })
+				m.Close(i)
+				meshtest.WaitFor(b, time.Minute, "the leave to converge", func() bool { return m.everyoneReaches(id, false) })
 				leaveTime += time.Since(t1)
 				leaveFrames += m.topologyFrames() - f1
 			}
@@ -59,8 +59,8 @@ func BenchmarkMembership(b *testing.B) {
 // everyoneReaches reports whether every live node has (or, with want false,
 // has no) route to id.
 func (m *mesh) everyoneReaches(id [16]byte, want bool) bool {
-	for i, nd := range m.nodes {
-		if !m.alive[i] || nd.ID() == id {
+	for i, nd := range m.Nodes() {
+		if !m.Alive(i) || nd.ID() == id {
 			continue
 		}
 		ni, ok := nd.Topology().Node(id)
@@ -79,16 +79,16 @@ func benchMembers() []node.Option {
 
 // join connects node i through a random earlier node, trying others when a
 // handshake times out on a busy machine, as a real joiner would.
-func (m *mesh) join(i int) {
-	m.t.Helper()
+func (m *mesh) join(t testing.TB, i int) {
+	t.Helper()
 	var err error
 	for range 5 {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err = m.nodes[i].Connect(ctx, m.addrs[m.rng.IntN(i)])
+		err = m.Node(i).Connect(ctx, m.Addr(m.Rand().IntN(i)))
 		cancel()
 		if err == nil || errors.Is(err, node.ErrDuplicateEdge) {
 			return
 		}
 	}
-	m.t.Fatalf("node %d could not join: %v", i, err)
+	t.Fatalf("node %d could not join: %v", i, err)
 }

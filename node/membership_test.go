@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/distrirender/distrirender/internal/meshtest"
 	"github.com/distrirender/distrirender/node"
 	"github.com/distrirender/distrirender/reliability"
 	"github.com/distrirender/distrirender/routing"
@@ -26,8 +27,8 @@ func members(minConns, maxConns int) []node.Option {
 
 // degreesWithin reports whether every live node has between lo and hi neighbours.
 func (m *mesh) degreesWithin(lo, hi int) bool {
-	for i, nd := range m.nodes {
-		if !m.alive[i] {
+	for i, nd := range m.Nodes() {
+		if !m.Alive(i) {
 			continue
 		}
 		if d := len(nd.Neighbors()); d < lo || d > hi {
@@ -39,7 +40,7 @@ func (m *mesh) degreesWithin(lo, hi int) bool {
 
 func (m *mesh) topologyFrames() uint64 {
 	var n uint64
-	for _, nd := range m.nodes {
+	for _, nd := range m.Nodes() {
 		n += nd.Stats().TopologyFrames
 	}
 	return n
@@ -47,24 +48,24 @@ func (m *mesh) topologyFrames() uint64 {
 
 func TestFiftyJoinThroughOneSeed(t *testing.T) {
 	const size, lo, hi = 50, 5, 10
-	m := newMesh(t, size, testSeed(t), members(lo, hi)...)
+	m := newMesh(t, size, meshtest.Seed(t), members(lo, hi)...)
 	start := time.Now()
 	for i := 1; i < size; i++ {
-		m.link(i, 0)
+		m.Link(i, 0)
 	}
 	joined := time.Since(start)
 	defer func() {
 		if t.Failed() {
-			for i, nd := range m.nodes {
+			for i, nd := range m.Nodes() {
 				t.Logf("node %d: %d neighbours, %d reachable\n%s", i, len(nd.Neighbors()), len(nd.Topology().Nodes), node.DebugString(nd))
 			}
 		}
 	}()
-	waitFor(t, 20*time.Second, "every node to have 5..10 neighbours and full routes", func() bool {
-		return m.degreesWithin(lo, hi) && m.converged()
+	meshtest.WaitFor(t, 20*time.Second, "every node to have 5..10 neighbours and full routes", func() bool {
+		return m.degreesWithin(lo, hi) && m.Converged()
 	})
 	settledIn := time.Since(start)
-	tp := m.nodes[0].Topology()
+	tp := m.Node(0).Topology()
 	t.Logf("%d nodes: joins took %v, balanced and converged after %v; diameter %d hops; %d link-state frames (%.0f per join)",
 		size, joined.Round(time.Millisecond), settledIn.Round(time.Millisecond), tp.Diameter(), m.topologyFrames(), float64(m.topologyFrames())/size)
 	if d := tp.Diameter(); d > 4 {
@@ -74,35 +75,33 @@ func TestFiftyJoinThroughOneSeed(t *testing.T) {
 
 func TestFullSeedRedirectsEveryJoiner(t *testing.T) {
 	const size, hi = 20, 3
-	m := newMesh(t, size, testSeed(t), members(0, hi)...)
+	m := newMesh(t, size, meshtest.Seed(t), members(0, hi)...)
 	for i := 1; i < size; i++ {
-		m.link(i, 0) // succeeds: a full seed hands back an entry point
+		m.Link(i, 0) // succeeds: a full seed hands back an entry point
 	}
-	m.waitConverged(20 * time.Second)
-	m.mu.Lock()
-	redirects := m.kinds[node.Redirected]
-	m.mu.Unlock()
+	m.WaitConverged(20 * time.Second)
+	redirects := m.EventCount(node.Redirected)
 	if want := size - 1 - hi; redirects < want {
 		t.Fatalf("%d redirects, want at least %d (the seed takes only %d)", redirects, want, hi)
 	}
 	if !m.degreesWithin(1, hi) {
 		t.Fatal("a node has no neighbour or more than the maximum")
 	}
-	if n := len(m.nodes[0].Neighbors()); n != hi {
+	if n := len(m.Node(0).Neighbors()); n != hi {
 		t.Fatalf("seed has %d neighbours, want %d (full)", n, hi)
 	}
 }
 
 func TestConnectWhenNoNodeCanAccept(t *testing.T) {
-	m := newMesh(t, 3, testSeed(t), members(0, 1)...)
-	m.link(0, 1)
-	waitFor(t, 5*time.Second, "node 0 to know node 1 is full", func() bool {
-		ni, ok := m.nodes[0].Topology().Node(m.nodes[1].ID())
+	m := newMesh(t, 3, meshtest.Seed(t), members(0, 1)...)
+	m.Link(0, 1)
+	meshtest.WaitFor(t, 5*time.Second, "node 0 to know node 1 is full", func() bool {
+		ni, ok := m.Node(0).Topology().Node(m.Node(1).ID())
 		return ok && ni.Distance == 1 && ni.FreeSlots == 0
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err := m.nodes[2].Connect(ctx, m.addrs[0])
+	err := m.Node(2).Connect(ctx, m.Addr(0))
 	if !errors.Is(err, node.ErrNoEntryPoint) || !errors.Is(err, node.ErrRejected) {
 		t.Fatalf("Connect to a full mesh: %v, want ErrNoEntryPoint", err)
 	}
@@ -110,15 +109,13 @@ func TestConnectWhenNoNodeCanAccept(t *testing.T) {
 
 func TestChurnWithTraffic(t *testing.T) {
 	const initial, ops, lo, hi = 12, 100, 3, 6
-	seed := testSeed(t)
+	seed := meshtest.Seed(t)
 	m := newMesh(t, initial, seed, members(lo, hi)...)
-	for i := 1; i < initial; i++ {
-		m.link(i, m.rng.IntN(i))
-	}
-	m.waitConverged(20 * time.Second)
+	m.LinkRandom(0)
+	m.WaitConverged(20 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cols := map[int]*collector{1: m.collect(ctx, 1)}
+	cols := map[int]*meshtest.Collector{1: m.Collect(ctx, 1)}
 
 	// Node 0 streams to node 1 (both stay) and to every node that joins.
 	type flow struct {
@@ -127,7 +124,7 @@ func TestChurnWithTraffic(t *testing.T) {
 	}
 	flows := map[int]*flow{1: {dst: 1}}
 	var mu chanMutex = make(chan struct{}, 1)
-	src := m.nodes[0]
+	src := m.Node(0)
 	sendDone := make(chan struct{})
 	stop := make(chan struct{})
 	go func() {
@@ -144,10 +141,10 @@ func TestChurnWithTraffic(t *testing.T) {
 				f = x
 				break
 			}
-			dst := m.nodes[f.dst].ID()
+			dst := m.Node(f.dst).ID()
 			mu.unlock()
 			sctx, scancel := context.WithTimeout(ctx, 200*time.Millisecond)
-			err := src.Send(sctx, dst, body(0, uint64(f.sent.Load()), 64))
+			err := src.Send(sctx, dst, meshtest.Body(0, uint64(f.sent.Load()), 64))
 			scancel()
 			if err == nil {
 				f.sent.Add(1)
@@ -161,34 +158,33 @@ func TestChurnWithTraffic(t *testing.T) {
 	for op := range ops {
 		<-pace.C
 		live := []int{}
-		for i := 2; i < len(m.nodes); i++ {
-			if m.alive[i] {
+		for i := 2; i < m.Len(); i++ {
+			if m.Alive(i) {
 				live = append(live, i)
 			}
 		}
 		if op%2 == 0 || len(live) < 4 {
 			mu.lock()
-			i := m.add(members(lo, hi)...)
-			cols[i] = m.collect(ctx, i)
+			i := m.Add(members(lo, hi)...)
+			cols[i] = m.Collect(ctx, i)
 			flows[i] = &flow{dst: i}
 			mu.unlock()
 			via := 0
 			if len(live) > 0 {
-				via = live[m.rng.IntN(len(live))]
+				via = live[m.Rand().IntN(len(live))]
 			}
-			m.link(i, via)
+			m.Link(i, via)
 		} else {
-			victim := live[m.rng.IntN(len(live))]
-			m.nodes[victim].Close()
-			m.alive[victim] = false
+			victim := live[m.Rand().IntN(len(live))]
+			m.Close(victim)
 		}
 	}
 	close(stop)
 	<-sendDone
 	defer func() {
 		if t.Failed() {
-			for i, nd := range m.nodes {
-				if m.alive[i] {
+			for i, nd := range m.Nodes() {
+				if m.Alive(i) {
 					reach := 0
 					for _, ni := range nd.Topology().Nodes {
 						if ni.Distance >= 0 {
@@ -200,32 +196,32 @@ func TestChurnWithTraffic(t *testing.T) {
 			}
 		}
 	}()
-	m.waitConverged(30 * time.Second)
+	m.WaitConverged(30 * time.Second)
 	if !m.degreesWithin(1, hi) {
 		t.Fatal("after churn a node has no neighbour or too many")
 	}
 	var delivered, failed int
 	for i, f := range flows {
-		dst := m.nodes[i].ID()
-		got := func() []uint64 { return cols[i].got(0, false) }
-		fl := func() map[uint64]bool { return m.failed(0, dst, false) }
+		dst := m.Node(i).ID()
+		got := func() []uint64 { return cols[i].Got(0, false) }
+		fl := func() map[uint64]bool { return m.Failed(0, dst, false) }
 		sent := int(f.sent.Load())
-		settled(t, time.Minute, "churn flow", got, fl, sent)
-		d, fn := checkStream(t, "churn flow", got(), fl(), sent)
+		meshtest.Settled(t, time.Minute, "churn flow", got, fl, sent)
+		d, fn := meshtest.CheckStream(t, "churn flow", got(), fl(), sent)
 		delivered += d
 		failed += fn
 	}
-	if n := len(cols[1].got(0, false)); n == 0 {
+	if n := len(cols[1].Got(0, false)); n == 0 {
 		t.Fatal("the stable stream delivered nothing")
 	}
 	t.Logf("%d joins and leaves; %d messages delivered, %d reported failed (to nodes that left); %d live nodes, diameter %d",
-		ops, delivered, failed, len(m.nodes)-countDead(m), m.nodes[0].Topology().Diameter())
+		ops, delivered, failed, countLive(m), m.Node(0).Topology().Diameter())
 }
 
-func countDead(m *mesh) int {
+func countLive(m *mesh) int {
 	n := 0
-	for _, a := range m.alive {
-		if !a {
+	for i := range m.Len() {
+		if m.Alive(i) {
 			n++
 		}
 	}
@@ -239,24 +235,23 @@ func (c chanMutex) lock()   { c <- struct{}{} }
 func (c chanMutex) unlock() { <-c }
 
 func TestRestartWithSameUUID(t *testing.T) {
-	m := newMesh(t, 3, testSeed(t), members(0, 10)...)
-	m.link(0, 1)
-	m.link(1, 2)
-	m.waitConverged(5 * time.Second)
-	a, c := m.nodes[0], m.nodes[2]
+	m := newMesh(t, 3, meshtest.Seed(t), members(0, 10)...)
+	m.Link(0, 1)
+	m.Link(1, 2)
+	m.WaitConverged(5 * time.Second)
+	a, c := m.Node(0), m.Node(2)
 	id, oldEpoch := c.ID(), c.Epoch()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	before := m.collect(ctx, 2)
-	if err := m.sendAll(ctx, 0, id, 100, 64); err != nil {
+	before := m.Collect(ctx, 2)
+	if err := m.SendAll(ctx, 0, id, 100, 64); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the first life to get its messages", func() bool { return len(before.got(0, false)) == 100 })
+	meshtest.WaitFor(t, 10*time.Second, "the first life to get its messages", func() bool { return len(before.Got(0, false)) == 100 })
 
 	// C restarts: same UUID, same address, a new epoch.
-	c.Close()
-	m.alive[2] = false
-	tr, err := m.net.Listen(m.addrs[2])
+	m.Close(2)
+	tr, err := m.net.Listen(m.Addr(2))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,20 +263,20 @@ func TestRestartWithSameUUID(t *testing.T) {
 	if c2.Epoch() <= oldEpoch {
 		t.Fatalf("restart epoch %d not after %d", c2.Epoch(), oldEpoch)
 	}
-	if err := c2.Connect(ctx, m.addrs[1]); err != nil {
+	if err := c2.Connect(ctx, m.Addr(1)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the new epoch to reach a", func() bool {
+	meshtest.WaitFor(t, 10*time.Second, "the new epoch to reach a", func() bool {
 		ni, ok := a.Topology().Node(id)
 		return ok && ni.Epoch == c2.Epoch() && ni.Distance == 2
 	})
 	// Both directions work with the new life, in order, exactly once.
 	var fromA []uint64
 	errc := make(chan error, 2)
-	go func() { errc <- m.sendAll(ctx, 0, id, 100, 64) }()
+	go func() { errc <- m.SendAll(ctx, 0, id, 100, 64) }()
 	go func() {
 		for s := range 100 {
-			if err := c2.Send(ctx, a.ID(), body(2, uint64(s), 64)); err != nil {
+			if err := c2.Send(ctx, a.ID(), meshtest.Body(2, uint64(s), 64)); err != nil {
 				errc <- err
 				return
 			}
@@ -294,10 +289,11 @@ func TestRestartWithSameUUID(t *testing.T) {
 			t.Fatal(err)
 		}
 		if d.From == a.ID() {
-			fromA = append(fromA, uint64FromBody(d.Body))
+			_, seq, _ := meshtest.ParseBody(d.Body)
+			fromA = append(fromA, seq)
 		}
 	}
-	checkStream(t, "a to the restarted node", fromA, nil, 100)
+	meshtest.CheckStream(t, "a to the restarted node", fromA, nil, 100)
 	var fromC []uint64
 	for len(fromC) < 100 {
 		d, err := a.Receive(ctx)
@@ -305,21 +301,14 @@ func TestRestartWithSameUUID(t *testing.T) {
 			t.Fatal(err)
 		}
 		if d.From == id {
-			fromC = append(fromC, uint64FromBody(d.Body))
+			_, seq, _ := meshtest.ParseBody(d.Body)
+			fromC = append(fromC, seq)
 		}
 	}
-	checkStream(t, "the restarted node to a", fromC, nil, 100)
+	meshtest.CheckStream(t, "the restarted node to a", fromC, nil, 100)
 	for range 2 {
 		if err := <-errc; err != nil {
 			t.Fatal(err)
 		}
 	}
-}
-
-func uint64FromBody(b []byte) uint64 {
-	var v uint64
-	for _, x := range b[8:16] {
-		v = v<<8 | uint64(x)
-	}
-	return v
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/goleak"
 
+	"github.com/distrirender/distrirender/internal/meshtest"
 	"github.com/distrirender/distrirender/node"
 	"github.com/distrirender/distrirender/reliability"
 	"github.com/distrirender/distrirender/routing"
@@ -29,18 +30,6 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // testMaxBody is the body limit of the test nodes and APIs: small, so the
 // 413 cases need no megabytes.
 const testMaxBody = 1024
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // apiNode is a node on the memory transport with its API served by httptest.
 type apiNode struct {
@@ -99,7 +88,7 @@ func line(t *testing.T, size int, opt Options) []*apiNode {
 			}
 		}
 	}
-	waitFor(t, 5*time.Second, "every node to see every other", func() bool {
+	meshtest.WaitFor(t, 5*time.Second, "every node to see every other", func() bool {
 		for _, a := range nodes {
 			reach := 0
 			for _, ni := range a.n.Topology().Nodes {
@@ -570,12 +559,12 @@ func TestSlowStream(t *testing.T) {
 			t.Fatal("the pump blocked on a slow stream")
 		}
 	}
-	waitFor(t, 5*time.Second, "10 messages received", func() bool { return srv.Stats().Received == 10 })
+	meshtest.WaitFor(t, 5*time.Second, "10 messages received", func() bool { return srv.Stats().Received == 10 })
 	if st := srv.Stats(); st.StreamDropped != 8 || st.Subscribers != 1 {
 		t.Fatalf("stats %+v, want 8 dropped", st)
 	}
 	close(g.gate)
-	waitFor(t, 5*time.Second, "the stream to catch up", func() bool {
+	meshtest.WaitFor(t, 5*time.Second, "the stream to catch up", func() bool {
 		g.mu.Lock()
 		defer g.mu.Unlock()
 		return strings.Count(g.buf.String(), "event: message") == 2

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/distrirender/distrirender/internal/meshtest"
 	"github.com/distrirender/distrirender/transport"
 	"github.com/distrirender/distrirender/transport/libp2p"
 )
@@ -144,7 +145,7 @@ func TestMDNSAutoConnect(t *testing.T) {
 		return
 	}
 	const size = 3
-	m := newMesh(t, testSeed(t))
+	m := newMesh(t, meshtest.Seed(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	var auto sync.WaitGroup
 	// Runs before the mesh closes the nodes (cleanups run last first).
@@ -153,27 +154,27 @@ func TestMDNSAutoConnect(t *testing.T) {
 		auto.Wait()
 	})
 	for range size {
-		tr, err := libp2p.New(libp2p.Config{MDNS: true, Logger: debugLogger("mdns")})
+		tr, err := libp2p.New(libp2p.Config{MDNS: true, Logger: meshtest.Logger("mdns")})
 		if err != nil {
 			t.Fatal(err)
 		}
-		nd := m.nodes[m.add([]transport.Transport{tr}, fast()...)]
+		nd := m.Node(m.add([]transport.Transport{tr}, meshtest.Fast()...))
 		auto.Go(func() { libp2p.AutoConnect(ctx, nd, tr) })
 	}
 	start := time.Now()
-	m.waitConverged(30 * time.Second)
+	m.WaitConverged(30 * time.Second)
 	t.Logf("%d nodes found each other and converged in %v", size, time.Since(start).Round(time.Millisecond))
-	for i, nd := range m.nodes {
+	for i, nd := range m.Nodes() {
 		if len(nd.Neighbors()) == 0 {
 			t.Errorf("node %d has no neighbour", i)
 		}
 	}
 	sctx, scancel := context.WithTimeout(ctx, 20*time.Second)
 	defer scancel()
-	c := m.collect(sctx, 2)
-	if err := m.sendAll(sctx, 0, m.nodes[2].ID(), 10, 64); err != nil {
+	c := m.Collect(sctx, 2)
+	if err := m.SendAll(sctx, 0, m.Node(2).ID(), 10, 64); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "the messages", func() bool { return len(c.got(0, false)) >= 10 })
-	checkExact(t, "over the discovered mesh", c.got(0, false), 10)
+	meshtest.WaitFor(t, 20*time.Second, "the messages", func() bool { return len(c.Got(0, false)) >= 10 })
+	meshtest.CheckStream(t, "over the discovered mesh", c.Got(0, false), nil, 10)
 }

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/distrirender/distrirender/internal/meshtest"
 	"github.com/distrirender/distrirender/transport"
 	"github.com/distrirender/distrirender/transport/quic"
 	"github.com/distrirender/distrirender/transport/transporttest"
@@ -189,7 +190,7 @@ func TestCloseUnblocksSend(t *testing.T) {
 			sent.Add(1)
 		}
 	}()
-	waitFor(t, 5*time.Second, "256 KiB sent", func() bool { return sent.Load() >= 4 })
+	meshtest.WaitFor(t, 5*time.Second, "256 KiB sent", func() bool { return sent.Load() >= 4 })
 	_ = ab.Close()
 	select {
 	case err := <-errc:
@@ -198,18 +199,6 @@ func TestCloseUnblocksSend(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Send did not return after Close")
-	}
-}
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }
 
@@ -236,7 +225,7 @@ func TestSendCancelled(t *testing.T) {
 	}()
 	// The peer reads nothing, so the third frame at the latest blocks on the
 	// 512 KiB initial window.
-	waitFor(t, 5*time.Second, "two frames sent", func() bool { return sent.Load() >= 2 })
+	meshtest.WaitFor(t, 5*time.Second, "two frames sent", func() bool { return sent.Load() >= 2 })
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Send: %v, want context.Canceled", err)
