@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/distrirender/distrirender/transport/libp2p"
+	"github.com/distrirender/distrirender/transport/transporttest"
 )
 
 // BenchmarkEdge measures frames through one edge on loopback, a sender and a
@@ -34,28 +35,7 @@ func BenchmarkEdge(b *testing.B) {
 					b.Fatal(err)
 				}
 				defer ba.Close()
-				frame := make([]byte, size)
-				done := make(chan error, 1)
-				b.SetBytes(int64(size))
-				b.ReportAllocs()
-				b.ResetTimer()
-				go func() {
-					for range b.N {
-						if _, err := ba.Receive(ctx); err != nil {
-							done <- err
-							return
-						}
-					}
-					done <- nil
-				}()
-				for range b.N {
-					if err := ab.Send(ctx, frame); err != nil {
-						b.Fatal(err)
-					}
-				}
-				if err := <-done; err != nil {
-					b.Fatal(err)
-				}
+				transporttest.BenchEdge(b, ctx, ab, ba, size)
 			})
 		}
 	}

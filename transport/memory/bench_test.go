@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/distrirender/distrirender/transport/memory"
+	"github.com/distrirender/distrirender/transport/transporttest"
 )
 
 // BenchmarkEdge measures frames through one edge of a perfect link, a sender
@@ -26,28 +27,7 @@ func BenchmarkEdge(b *testing.B) {
 					b.Fatal(err)
 				}
 				ba, _ := tb.Accept(ctx)
-				frame := make([]byte, size)
-				done := make(chan error, 1)
-				b.SetBytes(int64(size))
-				b.ReportAllocs()
-				b.ResetTimer()
-				go func() {
-					for range b.N {
-						if _, err := ba.Receive(ctx); err != nil {
-							done <- err
-							return
-						}
-					}
-					done <- nil
-				}()
-				for range b.N {
-					if err := ab.Send(ctx, frame); err != nil {
-						b.Fatal(err)
-					}
-				}
-				if err := <-done; err != nil {
-					b.Fatal(err)
-				}
+				transporttest.BenchEdge(b, ctx, ab, ba, size)
 			})
 		}
 	}

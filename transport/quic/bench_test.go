@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/distrirender/distrirender/transport/quic"
+	"github.com/distrirender/distrirender/transport/transporttest"
 )
 
 // BenchmarkEdge measures frames one way through one edge on the IPv4
@@ -18,28 +19,7 @@ func BenchmarkEdge(b *testing.B) {
 			ta, tb := listen(b, quic.Config{}), listen(b, quic.Config{})
 			ab, ba := dial(b, ta, tb)
 			ctx := context.Background()
-			frame := make([]byte, size)
-			done := make(chan error, 1)
-			b.SetBytes(int64(size))
-			b.ReportAllocs()
-			b.ResetTimer()
-			go func() {
-				for range b.N {
-					if _, err := ba.Receive(ctx); err != nil {
-						done <- err
-						return
-					}
-				}
-				done <- nil
-			}()
-			for range b.N {
-				if err := ab.Send(ctx, frame); err != nil {
-					b.Fatal(err)
-				}
-			}
-			if err := <-done; err != nil {
-				b.Fatal(err)
-			}
+			transporttest.BenchEdge(b, ctx, ab, ba, size)
 		})
 	}
 }
