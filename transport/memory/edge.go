@@ -32,10 +32,14 @@ type pipe struct {
 	blocked atomic.Bool
 	timed   atomic.Bool // frames go through the delivery goroutine
 
-	mu      sync.Mutex // guards rng, line, stopped
+	mu      sync.Mutex // guards rng, line, stopped and senders.Add
 	rng     *mrand.Rand
 	line    chan item // input of the delivery goroutine, nil until started
 	stopped bool
+	// senders counts Sends between their check of stopped and the end of
+	// their enqueue: the delivery goroutine waits for them before it counts
+	// what is left in line, so no frame escapes the Stats.
+	senders sync.WaitGroup
 }
 
 // Edge is one side of an edge between two memory transports. It implements
@@ -262,6 +266,14 @@ func (e *Edge) sendFaulty(ctx context.Context, f *Faults, frame []byte) error {
 		}
 	}
 	line := p.line
+	if line != nil {
+		if p.stopped {
+			p.mu.Unlock()
+			return e.sendStopped()
+		}
+		p.senders.Add(1)
+		defer p.senders.Done()
+	}
 	p.mu.Unlock()
 
 	if d.lost {
@@ -297,6 +309,21 @@ func (e *Edge) sendFaulty(ctx context.Context, f *Faults, frame []byte) error {
 		}
 	}
 	return nil
+}
+
+// sendStopped is Send on an edge whose delivery goroutine has stopped, because
+// one side closed or died after Send's first checks.
+func (e *Edge) sendStopped() error {
+	if e.peer.dead.Load() {
+		n := e.c.net
+		n.stats.sent.Add(1)
+		n.stats.discarded.Add(1)
+		return nil
+	}
+	if isDone(e.closed) {
+		return e.errClosed("Send")
+	}
+	return e.errPeerClosed("Send")
 }
 
 // enqueue hands it to the delivery goroutine, waiting for room.

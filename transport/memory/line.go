@@ -77,6 +77,7 @@ func (p *pipe) run() {
 	timer.Stop()
 	defer func() {
 		timer.Stop()
+		p.senders.Wait() // stopped is set: no new senders
 		lost := len(h) + len(p.line)
 		if hasHeld {
 			lost++
