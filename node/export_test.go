@@ -23,6 +23,10 @@ func (n *Node) debugString() string {
 			blocked, isBlocked := s.snd.Blocked()
 			fmt.Fprintf(&b, "  out %s: inflight %d base %d next %d backlog %d blocked %v %s\n",
 				short(s.dst), s.snd.InFlight(), s.snd.Base(), s.snd.Next(), s.backlog.Len(), isBlocked, short(blocked))
+			b.WriteString(s.snd.String())
+		}
+		for id := range st.peers {
+			fmt.Fprintf(&b, "  peer %s\n", short(id))
 		}
 		for k, rx := range st.rx {
 			if rx.Buffered() > 0 {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -198,14 +199,16 @@ func (s *Sender) Push(now time.Time, body []byte, targets []uuid.UUID) (Packet, 
 		slices.SortFunc(e.copies, func(a, b txCopy) int { return cmp.Compare(a.t.slot, b.t.slot) })
 		e.copies = slices.CompactFunc(e.copies, func(a, b txCopy) bool { return a.t == b.t })
 	}
+	// The entry joins the window before its timers are scheduled: schedule
+	// may compact the heap, which rebuilds it from the window.
+	e.live = len(e.copies)
+	s.timers += e.live
+	s.n++
 	for i := range e.copies {
 		c := &e.copies[i]
 		c.t.live++
 		s.schedule(seq, c)
 	}
-	e.live = len(e.copies)
-	s.timers += e.live
-	s.n++
 	s.reconcileProbes() // a sync-probed target with a new copy needs no sync probe
 	return Packet{Seq: seq, Base: s.base, Body: body}, nil
 }
@@ -712,7 +715,10 @@ func (s *Sender) fastRetransmit(now time.Time, t *target) {
 
 // schedule records c's (new) deadline. When stale items dominate the heap
 // (Deadline and Tick are not called, or acks keep outrunning timers), the
-// heap is rebuilt from the window, so it stays O(pending copies).
+// heap is rebuilt from the window, so it stays O(pending copies): c and
+// every other pending copy must already be in the window and counted in
+// timers. (A copy scheduled again right after a rebuild has two identical
+// items; the second is stale once the first has fired.)
 func (s *Sender) schedule(seq uint32, c *txCopy) {
 	if len(s.heap) >= 4*s.timers+64 {
 		s.rebuildHeap()
@@ -773,4 +779,27 @@ func highestBit(b []byte) int {
 		}
 	}
 	return -1
+}
+
+// String describes the sender's state for diagnosis: the window, and per
+// target its acknowledged point, live and SACKed copies, RTO and probe timer,
+// then every message in flight with the state and retries of each copy.
+func (s *Sender) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "epoch %d base %d next %d inflight %d timers %d heap %d\n", s.epoch, s.base, s.Next(), s.n, s.timers, len(s.heap))
+	for _, t := range s.tlist {
+		fmt.Fprintf(&b, "  target %x: lo %d live %d sacked %d rto %v probing %v probes %d probeAt %s\n",
+			t.id[:4], t.lo, t.live, t.sacked, t.rto, t.probing, t.probes, t.probeAt.Format("15:04:05.000"))
+	}
+	for j := 0; j < s.n; j++ {
+		e := &s.ring[(s.head+j)%int(s.w)]
+		fmt.Fprintf(&b, "  msg %d live %d:", e.seq, e.live)
+		for _, c := range e.copies {
+			if c.live() {
+				fmt.Fprintf(&b, " %x/%s/r%d/sent=%v/due=%s", c.t.id[:4], [...]string{"pending", "sacked", "acked", "failed"}[c.state], c.retries, c.sent, c.deadline.Format("15:04:05.000"))
+			}
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
 }
