@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -13,7 +14,8 @@ import (
 )
 
 // peer is one neighbour: an edge that completed the handshake. The loop owns
-// the fields; the reader and writer goroutines touch only edge and the channels.
+// the fields; the reader and writer goroutines touch only edge, heard and the
+// channels.
 type peer struct {
 	id     uuid.UUID
 	epoch  uint64
@@ -29,6 +31,10 @@ type peer struct {
 
 	lastRecv time.Time
 	lastSent time.Time
+	// heard is when the reader last decoded a frame from this neighbour,
+	// as time since Node.born. Failure detection reads it besides lastRecv:
+	// a frame waiting in the inbox behind a busy loop is a sign of life.
+	heard atomic.Int64
 }
 
 // inFrame is a decoded frame from a neighbour; frame owns the bytes m aliases.
@@ -59,6 +65,7 @@ func (n *Node) reader(p *peer) {
 			n.hostile(p.id, "undecodable frame", err)
 			continue
 		}
+		p.heard.Store(int64(time.Since(n.born)))
 		select {
 		case n.inbox <- inFrame{p: p, m: m, frame: f}:
 		case <-n.quit:

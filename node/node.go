@@ -173,6 +173,7 @@ type Node struct {
 	wg        sync.WaitGroup
 	ctx       context.Context // cancelled at shutdown; bounds every transport call
 	cancel    context.CancelFunc
+	born      time.Time // monotonic origin of peer.heard
 
 	st *state // owned by the loop goroutine
 }
@@ -221,6 +222,7 @@ func New(tr transport.Transport, opts ...Option) (*Node, error) {
 		loopDone: make(chan struct{}),
 		ctx:      ctx,
 		cancel:   cancel,
+		born:     time.Now(),
 	}
 	n.adv = advertisable(n.Addrs())
 	n.st = newState(n, time.Now())

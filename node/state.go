@@ -209,7 +209,7 @@ func (st *state) nextDeadline() time.Time {
 	ka := st.n.cfg.keepalive
 	for _, p := range st.peers {
 		d = minTime(d, p.lastSent.Add(ka))
-		d = minTime(d, p.lastRecv.Add(ka*time.Duration(st.n.cfg.deadAfter)))
+		d = minTime(d, st.lastHeard(p).Add(ka*time.Duration(st.n.cfg.deadAfter)))
 	}
 	d = st.streamDeadline(d, st.bcast)
 	for _, s := range st.out {
@@ -236,13 +236,26 @@ func minTime(a, b time.Time) time.Time {
 	return a
 }
 
+// lastHeard returns when a frame from p last arrived: handled by the loop,
+// or only decoded by p's reader and still queued for the loop.
+func (st *state) lastHeard(p *peer) time.Time {
+	return maxTime(p.lastRecv, st.n.born.Add(time.Duration(p.heard.Load())))
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
 // tick runs every timer that is due.
 func (st *state) tick() {
 	now, n := st.now, st.n
 	dead := n.cfg.keepalive * time.Duration(n.cfg.deadAfter)
 	for _, p := range st.peers {
 		switch {
-		case now.Sub(p.lastRecv) >= dead:
+		case now.Sub(st.lastHeard(p)) >= dead:
 			st.dropPeer(p, ErrPeerSilent)
 		case now.Sub(p.lastSent) >= n.cfg.keepalive:
 			st.enqueue(p, n.frame(message.TypeKeepalive, 0, uuid.Nil, nil), true)
