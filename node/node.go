@@ -166,6 +166,7 @@ type Node struct {
 
 	inbox     chan inFrame  // decoded frames from readers
 	reqs      chan func()   // work for the loop, from API calls and helper goroutines
+	sends     chan *sendReq // Send, Multicast and Broadcast requests
 	quit      chan struct{} // closed when the node shuts down: everyone stops posting
 	closing   chan struct{} // closed by Close to ask the loop to shut down
 	loopDone  chan struct{}
@@ -217,6 +218,7 @@ func New(tr transport.Transport, opts ...Option) (*Node, error) {
 		in:       queue.New[Delivery](cfg.inbound),
 		inbox:    make(chan inFrame, 256),
 		reqs:     make(chan func(), 64),
+		sends:    make(chan *sendReq, 64),
 		quit:     make(chan struct{}),
 		closing:  make(chan struct{}),
 		loopDone: make(chan struct{}),
@@ -333,7 +335,8 @@ func (n *Node) Multicast(ctx context.Context, tos []uuid.UUID, body []byte) erro
 	if len(body) > n.cfg.maxBody {
 		return fmt.Errorf("%w: %d > %d bytes", ErrTooLarge, len(body), n.cfg.maxBody)
 	}
-	dsts := make([]uuid.UUID, 0, len(tos))
+	r := &sendReq{}
+	dsts := r.one[:0]
 	for _, to := range tos {
 		switch to {
 		case uuid.Nil:
@@ -348,7 +351,8 @@ func (n *Node) Multicast(ctx context.Context, tos []uuid.UUID, body []byte) erro
 	if len(dsts) == 0 {
 		return nil
 	}
-	return n.submit(ctx, &sendReq{dsts: dsts, body: slices.Clone(body)})
+	r.dsts, r.body = dsts, slices.Clone(body)
+	return n.submit(ctx, r)
 }
 
 // Broadcast sends body to every node in the mesh. It is flooded once through
@@ -367,7 +371,7 @@ func (n *Node) Broadcast(ctx context.Context, body []byte) error {
 func (n *Node) submit(ctx context.Context, r *sendReq) error {
 	r.done = make(chan error, 1)
 	select {
-	case n.reqs <- func() { n.st.submit(r) }:
+	case n.sends <- r:
 	case <-n.quit:
 		return ErrClosed
 	case <-ctx.Done():

@@ -32,7 +32,8 @@ const (
 
 // sendReq is one Send, Multicast or Broadcast waiting for the loop.
 type sendReq struct {
-	dsts  []uuid.UUID // unicast and multicast
+	dsts  []uuid.UUID  // unicast and multicast
+	one   [1]uuid.UUID // dsts' storage for a Send
 	bcast bool
 	body  []byte
 	state atomic.Int32 // reqPending until the loop accepts or the caller gives up
@@ -142,17 +143,11 @@ func (n *Node) loop() {
 		case f := <-n.inbox:
 			st.now = time.Now()
 			st.handle(f)
-			// Handle what else is waiting before flushing acks: one ack
-			// then covers a whole batch.
-			for range 64 {
-				select {
-				case f := <-n.inbox:
-					st.handle(f)
-					continue
-				default:
-				}
-				break
-			}
+			st.batch()
+		case r := <-n.sends:
+			st.now = time.Now()
+			st.submit(r)
+			st.batch()
 		case f := <-n.reqs:
 			st.now = time.Now()
 			f()
@@ -165,6 +160,23 @@ func (n *Node) loop() {
 		case <-n.closing:
 			st.now = time.Now()
 			st.shutdown()
+			return
+		}
+	}
+}
+
+// batch handles the frames and send requests already waiting, up to a bound,
+// before the loop flushes: one ack then covers a whole batch, and the
+// deadlines are computed once for it.
+func (st *state) batch() {
+	n := st.n
+	for range 64 {
+		select {
+		case f := <-n.inbox:
+			st.handle(f)
+		case r := <-n.sends:
+			st.submit(r)
+		default:
 			return
 		}
 	}
@@ -714,7 +726,8 @@ func (st *state) tryAccept(r *sendReq) bool {
 	if r.state.Load() == reqCancelled {
 		return true
 	}
-	streams := make([]*outStream, 0, max(1, len(r.dsts)))
+	var buf [4]*outStream
+	streams := buf[:0]
 	if r.bcast {
 		streams = append(streams, st.bcast)
 	}
