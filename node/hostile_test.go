@@ -30,6 +30,31 @@ func (e *evil) frame(typ message.Type, index int32, target uuid.UUID, ref uint32
 	return m.Encode()
 }
 
+// dialEvil opens an edge from a new transport at addr to the node at to,
+// completes the handshake with hello, and returns the hand-driven neighbour.
+func dialEvil(ctx context.Context, t *testing.T, m *mesh, addr, to string, hello message.Hello) *evil {
+	t.Helper()
+	tr, err := m.net.Listen(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	edge, err := tr.Dial(ctx, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := &evil{id: uuid.New(), epoch: uint64(time.Now().UnixNano()), edge: edge}
+	ev.send(t, ev.frame(message.TypeHello, 0, uuid.Nil, 0, hello.Append(nil)))
+	welcome, err := edge.Receive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wm, err := message.Decode(welcome, 0); err != nil || wm.Header.Type != message.TypeWelcome {
+		t.Fatalf("handshake: %v %v", wm.Header.Type, err)
+	}
+	return ev
+}
+
 func (e *evil) send(t *testing.T, f []byte) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -55,28 +80,11 @@ func TestHostileFramesNeverReachTheApplication(t *testing.T) {
 	}
 	meshtest.WaitFor(t, 5*time.Second, "the first messages", func() bool { return len(cb.Got(0, false)) == 3 })
 
-	tr, err := m.net.Listen("evil")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tr.Close()
-	edge, err := tr.Dial(ctx, m.Addr(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev := &evil{id: uuid.New(), epoch: uint64(time.Now().UnixNano()), edge: edge}
-	ev.send(t, ev.frame(message.TypeHello, 0, uuid.Nil, 0, message.Hello{Addrs: []string{"evil"}}.Append(nil)))
-	welcome, err := edge.Receive(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if wm, err := message.Decode(welcome, 0); err != nil || wm.Header.Type != message.TypeWelcome {
-		t.Fatalf("handshake: %v %v", wm.Header.Type, err)
-	}
-	// Answer a's requests so that a keeps the edge; we ignore what a sends.
+	ev := dialEvil(ctx, t, m, "evil", m.Addr(0), message.Hello{Addrs: []string{"evil"}})
+	// Drain what a sends; the edge closes with the test.
 	go func() {
 		for {
-			if _, err := edge.Receive(context.Background()); err != nil {
+			if _, err := ev.edge.Receive(context.Background()); err != nil {
 				return
 			}
 		}

@@ -3,11 +3,15 @@ package node_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/distrirender/distrirender/internal/meshtest"
+	"github.com/distrirender/distrirender/message"
 	"github.com/distrirender/distrirender/node"
 	"github.com/distrirender/distrirender/reliability"
 	"github.com/distrirender/distrirender/routing"
@@ -112,6 +116,99 @@ func TestConnectWhenNoNodeCanAccept(t *testing.T) {
 	err := m.Node(2).Connect(ctx, m.Addr(0))
 	if !errors.Is(err, node.ErrNoEntryPoint) || !errors.Is(err, node.ErrRejected) {
 		t.Fatalf("Connect to a full mesh: %v, want ErrNoEntryPoint", err)
+	}
+}
+
+// TestFullNodeRelaysAnEntryPointFromTheFlood: a full node whose link-state
+// database names no node with free slots floods an entry_request and hands
+// the joiner the first answer. F (node 0) takes one neighbour, the scripted
+// S, which sends no link state; S answers the flood with the address of X
+// (node 1, alone and free); the joiner J (node 2) must end up next to X.
+func TestFullNodeRelaysAnEntryPointFromTheFlood(t *testing.T) {
+	m := newMesh(t, 3, meshtest.Seed(t), node.WithMinConnections(0), node.WithMaxConnections(1))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s := dialEvil(ctx, t, m, "scripted", m.Addr(0), message.Hello{Addrs: []string{"scripted"}})
+	asked := make(chan message.UID, 1)
+	go func() {
+		for {
+			f, err := s.edge.Receive(ctx)
+			if err != nil {
+				return
+			}
+			msg, err := message.Decode(f, 0)
+			if err != nil {
+				continue
+			}
+			switch msg.Header.Type {
+			case message.TypeKeepalive: // stay a live neighbour
+				_ = s.edge.Send(ctx, s.frame(message.TypeKeepalive, 0, uuid.Nil, 0, nil))
+			case message.TypeEntryRequest:
+				answer := message.Hello{Addrs: []string{m.Addr(1)}, FreeSlots: 1}
+				_ = s.edge.Send(ctx, s.frame(message.TypeEntryReply, msg.UID.Index, msg.UID.Node, 0, answer.Append(nil)))
+				select {
+				case asked <- msg.UID:
+				default:
+				}
+			}
+		}
+	}()
+
+	j, x := m.Node(2), m.Node(1)
+	if err := j.Connect(ctx, m.Addr(0)); err != nil {
+		t.Fatalf("Connect through a full node: %v", err)
+	}
+	select {
+	case uid := <-asked:
+		if uid.Node != m.Node(0).ID() {
+			t.Fatalf("entry request from %s, want the full node", uid.Node)
+		}
+	default:
+		t.Fatal("the full node answered without flooding an entry request")
+	}
+	if got := j.Neighbors(); !slices.Equal(got, []uuid.UUID{x.ID()}) {
+		t.Fatalf("joiner's neighbours %v, want only X %s", got, x.ID())
+	}
+	meshtest.WaitFor(t, 5*time.Second, "a Redirected event", func() bool { return m.EventCount(node.Redirected) > 0 })
+}
+
+// TestNodeWithFreeSlotsAnswersEntryRequest: a node with free slots that
+// receives an entry_request answers its origin with its own addresses,
+// routed by link state, under the request's index.
+func TestNodeWithFreeSlotsAnswersEntryRequest(t *testing.T) {
+	m := newMesh(t, 1, meshtest.Seed(t), node.WithMinConnections(0), node.WithMaxConnections(4))
+	x := m.Node(0)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s := dialEvil(ctx, t, m, "scripted", m.Addr(0), message.Hello{Addrs: []string{"scripted"}})
+	// S advertises its edge to X, so that X has a route back to it.
+	state := message.State{Origin: s.id, Epoch: s.epoch, Seq: 1, Neighbors: []uuid.UUID{x.ID()}, Addrs: []string{"scripted"}}
+	s.send(t, s.frame(message.TypeNetworkState, 0, uuid.Nil, 0, message.StateList{state}.Append(nil)))
+	meshtest.WaitFor(t, 5*time.Second, "X to route to S", func() bool {
+		ni, ok := x.Topology().Node(s.id)
+		return ok && ni.Distance == 1
+	})
+	const index = 42
+	s.send(t, s.frame(message.TypeEntryRequest, index, uuid.Nil, 0, nil))
+	for {
+		f, err := s.edge.Receive(ctx)
+		if err != nil {
+			t.Fatalf("waiting for the entry reply: %v", err)
+		}
+		msg, err := message.Decode(f, 0)
+		if err != nil || msg.Header.Type != message.TypeEntryReply {
+			continue
+		}
+		h, err := message.DecodeHello(msg.Body)
+		switch {
+		case err != nil:
+			t.Fatalf("entry reply body: %v", err)
+		case msg.UID.Node != x.ID() || msg.UID.Index != index || msg.Header.Target != s.id:
+			t.Fatalf("entry reply %v to %s, want from X under index %d to S", msg.UID, msg.Header.Target, index)
+		case !slices.Equal(h.Addrs, x.Addrs()) || h.FreeSlots != 3:
+			t.Fatalf("entry reply %+v, want X's addresses %v and 3 free slots", h, x.Addrs())
+		}
+		return
 	}
 }
 
