@@ -265,6 +265,11 @@ func (n *Node) dialHandshake(ctx context.Context, e transport.Edge, addr string)
 		e.Close()
 		return err
 	}
+	if errors.Is(regErr, ErrFull) {
+		// The other side took this node as a neighbour: tell it this is a
+		// hang-up, not a failure.
+		_ = e.Send(ctx, n.frame(message.TypeGoodbye, 0, uuid.Nil, nil))
+	}
 	if regErr != nil {
 		e.Close()
 	}

@@ -82,7 +82,9 @@ func (b *balancer) addHints(now time.Time, addrs []string) {
 // back (up to 8 redirects, never the same address twice), emitting a
 // Redirected event for each; it tries each of the node's transports in turn.
 // It returns ErrNoEntryPoint when the mesh offers no node that can accept,
-// and ErrDuplicateEdge when the edge exists already.
+// ErrDuplicateEdge when the edge exists already, and ErrFull when this node
+// has MaxConnections neighbours by the time the handshake completes (it then
+// says goodbye on the new edge and closes it).
 func (n *Node) Connect(ctx context.Context, addr string) error {
 	tried := map[string]bool{}
 	for range maxRedirects + 1 {
@@ -225,6 +227,9 @@ func (st *state) runBalance() {
 		return
 	}
 	b.next = st.now.Add(jitter(n.cfg.balanceEvery))
+	if len(st.peers) >= n.cfg.maxConns {
+		return // full: not even a partition repair may add an edge
+	}
 	for addr, until := range b.avoid {
 		if !st.now.Before(until) {
 			delete(b.avoid, addr)
@@ -306,10 +311,13 @@ func (st *state) runBalance() {
 func (st *state) balanceDone(addr string, err error) {
 	b := &st.bal
 	b.busy = false
-	if err == nil || errors.Is(err, ErrDuplicateEdge) {
+	switch {
+	case err == nil || errors.Is(err, ErrDuplicateEdge):
 		b.backoff = 0
 		b.next = st.now // keep going while still short of neighbours
 		return
+	case errors.Is(err, ErrFull):
+		return // incoming edges filled the slots meanwhile: nothing to fix
 	}
 	st.n.log.Debug("balancing dial failed", "addr", addr, "err", err)
 	b.avoid[addr] = st.now.Add(avoidFailed)

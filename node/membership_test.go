@@ -212,6 +212,28 @@ func TestNodeWithFreeSlotsAnswersEntryRequest(t *testing.T) {
 	}
 }
 
+// TestFullNodeDoesNotDialPastItsLimit: a node with MaxConnections
+// neighbours that completes a dial (here the application's Connect; in a
+// busy mesh a balancing dial that incoming edges overtook) hangs up with a
+// goodbye instead of exceeding its limit, and the other side sees a
+// neighbour that left, not one that failed.
+func TestFullNodeDoesNotDialPastItsLimit(t *testing.T) {
+	m := newMesh(t, 3, meshtest.Seed(t), node.WithMinConnections(0), node.WithMaxConnections(1))
+	m.Link(0, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := m.Node(0).Connect(ctx, m.Addr(2)); !errors.Is(err, node.ErrFull) {
+		t.Fatalf("Connect from a full node: %v, want ErrFull", err)
+	}
+	if got := m.Node(0).Neighbors(); !slices.Equal(got, []uuid.UUID{m.Node(1).ID()}) {
+		t.Fatalf("neighbours %v, want only node 1", got)
+	}
+	meshtest.WaitFor(t, 5*time.Second, "node 2 to see the goodbye", func() bool {
+		st := m.Node(2).Stats()
+		return st.NeighborsUp == 1 && st.NeighborsDown == 1 && len(m.Node(2).Neighbors()) == 0
+	})
+}
+
 func TestChurnWithTraffic(t *testing.T) {
 	const initial, ops, lo, hi = 12, 100, 3, 6
 	seed := meshtest.Seed(t)

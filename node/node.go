@@ -40,6 +40,7 @@ var (
 	ErrRejected      = errors.New("node: connection rejected")
 	ErrHandshake     = errors.New("node: handshake failed")
 	ErrDuplicateEdge = errors.New("node: already connected to that node")
+	ErrFull          = errors.New("node: every connection slot is taken")
 )
 
 // RejectedError is returned by Connect when the contacted node refused the

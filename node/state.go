@@ -884,6 +884,10 @@ func (st *state) register(id uuid.UUID, epoch uint64, h message.Hello, e transpo
 	if old != nil && epoch == old.epoch && !st.keepNew(old, true) {
 		return fmt.Errorf("%w: %s", ErrDuplicateEdge, id)
 	}
+	if old == nil && len(st.peers) >= st.n.cfg.maxConns {
+		// Incoming edges took the last slots while this dial was in flight.
+		return fmt.Errorf("%w: %d neighbours, dialled %s", ErrFull, len(st.peers), id)
+	}
 	p := st.newPeer(id, epoch, h, e, true)
 	p.dialTo = addr
 	st.addPeer(p, old)
