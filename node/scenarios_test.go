@@ -11,21 +11,8 @@ import (
 	"github.com/distrirender/distrirender/internal/meshtest"
 	"github.com/distrirender/distrirender/node"
 	"github.com/distrirender/distrirender/reliability"
-	"github.com/distrirender/distrirender/routing"
 	"github.com/distrirender/distrirender/transport/memory"
 )
-
-// lossy tolerates heavy loss: keepalives may be lost many times in a row
-// without a neighbour being declared dead, the retry budget is larger, and
-// link state is refreshed often so lost floods are repaired.
-func lossy() []node.Option {
-	return []node.Option{
-		node.WithMinConnections(0),
-		node.WithKeepalive(50*time.Millisecond, 40),
-		node.WithReliability(reliability.Config{MinRTO: 10 * time.Millisecond, InitialRTO: 50 * time.Millisecond, MaxRTO: 200 * time.Millisecond, MaxRetries: 40}),
-		node.WithRouting(routing.Config{RefreshInterval: 500 * time.Millisecond}),
-	}
-}
 
 func ring(m *mesh) {
 	for i := range m.Len() {
@@ -71,7 +58,7 @@ func TestLineTenThousandInOrder(t *testing.T) {
 func TestRingLossDuplicationReordering(t *testing.T) {
 	const size, count = 8, 300
 	seed := meshtest.Seed(t)
-	m := newMesh(t, size, seed, lossy()...)
+	m := newMesh(t, size, seed, meshtest.Lossy()...)
 	ring(m)
 	m.WaitConverged(10 * time.Second)
 	bad := memory.Faults{Loss: 0.2, Duplicate: 0.1, Reorder: 0.1, Jitter: time.Millisecond}
@@ -125,7 +112,7 @@ func TestKillForwarderMidStream(t *testing.T) {
 	sent := make(chan error, 1)
 	go func() { sent <- m.SendAll(ctx, src, m.Node(dst).ID(), count, 256) }()
 	meshtest.WaitFor(t, time.Minute, "half the stream", func() bool { return len(c.Got(src, false)) >= count/2 })
-	m.kill(victim)
+	m.Kill(victim)
 	if err := <-sent; err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +181,7 @@ func TestPartitionHeals(t *testing.T) {
 func TestBroadcastRandomMeshWithLoss(t *testing.T) {
 	const size, count = 30, 40
 	seed := meshtest.Seed(t)
-	m := newMesh(t, size, seed, append(lossy(), node.WithMaxConnections(30))...)
+	m := newMesh(t, size, seed, meshtest.Lossy(node.WithMaxConnections(30))...)
 	m.LinkRandom(size / 2)
 	m.WaitConverged(20 * time.Second)
 	for i := range size {

@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"image"
 	"log/slog"
-	"math/rand/v2"
 	"os"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -16,10 +14,9 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/goleak"
 
+	"github.com/distrirender/distrirender/internal/meshtest"
 	"github.com/distrirender/distrirender/node"
-	"github.com/distrirender/distrirender/reliability"
 	"github.com/distrirender/distrirender/render"
-	"github.com/distrirender/distrirender/routing"
 	"github.com/distrirender/distrirender/transport/memory"
 )
 
@@ -33,111 +30,14 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-// testSeed returns the seed for a randomised test: MESH_SEED if set, else a
-// fresh one. It is always logged, so that a failing run can be replayed.
-func testSeed(t testing.TB) uint64 {
-	t.Helper()
-	if s := os.Getenv("MESH_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("MESH_SEED=%q: %v", s, err)
-		}
-		t.Logf("seed %d (from MESH_SEED)", v)
-		return v
-	}
-	v := uint64(time.Now().UnixNano()) >> 1
-	t.Logf("seed %d (replay: MESH_SEED=%d go test -run '^%s$' ./render/)", v, v, t.Name())
-	return v
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
-// fast makes failure detection and retransmission quick on an in-memory
-// network.
-func fast() []node.Option {
-	return []node.Option{
-		node.WithKeepalive(50*time.Millisecond, 4),
-		node.WithReliability(reliability.Config{MinRTO: 10 * time.Millisecond, InitialRTO: 50 * time.Millisecond, MaxRTO: 500 * time.Millisecond}),
-	}
-}
-
-// lossy tolerates heavy loss without declaring neighbours dead.
-func lossy() []node.Option {
-	return []node.Option{
-		node.WithKeepalive(50*time.Millisecond, 40),
-		node.WithReliability(reliability.Config{MinRTO: 10 * time.Millisecond, InitialRTO: 50 * time.Millisecond, MaxRTO: 200 * time.Millisecond, MaxRetries: 40}),
-		node.WithRouting(routing.Config{RefreshInterval: 500 * time.Millisecond}),
-	}
-}
-
-// mesh is a set of nodes on one in-memory network. Node 0 is the coordinator.
+// mesh is an in-memory mesh whose node 0 coordinates, with the workers the
+// test started; they stop before the nodes close.
 type mesh struct {
-	t     testing.TB
-	net   *memory.Network
-	rng   *rand.Rand
-	opts  []node.Option
-	nodes []*node.Node
-	addrs []string
-	alive []bool
-
+	*meshtest.Memory
+	t       *testing.T
 	wg      sync.WaitGroup
 	cancels []context.CancelFunc
 	workers []*render.Worker
-}
-
-func newMesh(t testing.TB, seed uint64, opts ...node.Option) *mesh {
-	t.Helper()
-	m := &mesh{
-		t:    t,
-		net:  memory.NewNetwork(memory.Config{Seed: int64(seed)}),
-		rng:  rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
-		opts: opts,
-	}
-	t.Cleanup(m.close)
-	return m
-}
-
-// add starts one more node, with a UUID drawn from the mesh's seeded RNG.
-func (m *mesh) add() int {
-	m.t.Helper()
-	i := len(m.nodes)
-	addr := fmt.Sprintf("n%d", i)
-	tr, err := m.net.Listen(addr)
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	var id uuid.UUID
-	binary.BigEndian.PutUint64(id[:8], m.rng.Uint64())
-	binary.BigEndian.PutUint64(id[8:], m.rng.Uint64())
-	id[6] = id[6]&0x0f | 0x40
-	id[8] = id[8]&0x3f | 0x80
-	nd, err := node.New(tr, append([]node.Option{node.WithID(id)}, m.opts...)...)
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	m.nodes = append(m.nodes, nd)
-	m.addrs = append(m.addrs, addr)
-	m.alive = append(m.alive, true)
-	return i
-}
-
-func (m *mesh) link(i, j int) {
-	m.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := m.nodes[i].Connect(ctx, m.addrs[j]); err != nil {
-		m.t.Fatalf("connect %d -> %d: %v", i, j, err)
-	}
 }
 
 // worker starts a Worker on node i; it runs until the test ends or the node
@@ -147,7 +47,7 @@ func (m *mesh) worker(i int, cfg render.WorkerConfig, delay time.Duration) *rend
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger().With("name", fmt.Sprintf("n%d", i))
 	}
-	w, err := render.NewWorker(m.nodes[i], cfg)
+	w, err := render.NewWorker(m.Node(i), cfg)
 	if err != nil {
 		m.t.Fatal(err)
 	}
@@ -161,62 +61,25 @@ func (m *mesh) worker(i int, cfg render.WorkerConfig, delay time.Duration) *rend
 	return w
 }
 
-// kill makes node i die abruptly: its links go silent, nobody is told.
-func (m *mesh) kill(i int) {
-	m.net.Kill(m.addrs[i])
-	m.alive[i] = false
-	m.nodes[i].Close()
-}
-
-func (m *mesh) close() {
+func (m *mesh) stopWorkers() {
 	for _, c := range m.cancels {
 		c()
 	}
 	m.wg.Wait()
-	for i, nd := range m.nodes {
-		if m.alive[i] {
-			nd.Close()
-		}
-	}
-	m.net.Close()
-}
-
-// converged reports whether every live node reaches every other live node.
-func (m *mesh) converged() bool {
-	for i, nd := range m.nodes {
-		if !m.alive[i] {
-			continue
-		}
-		reach := map[uuid.UUID]bool{}
-		for _, ni := range nd.Topology().Nodes {
-			reach[ni.ID] = ni.Distance >= 0
-		}
-		for j, o := range m.nodes {
-			if m.alive[j] && !reach[o.ID()] {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-func (m *mesh) waitConverged() {
-	m.t.Helper()
-	waitFor(m.t, 20*time.Second, "routes to converge", m.converged)
 }
 
 // build makes a coordinator (node 0) and workers nodes 1..workers, in a tree:
 // the first two workers are neighbours of the coordinator, the others hang
-// off earlier workers, so that some tiles travel several hops.
-func build(t testing.TB, seed uint64, workers int, opts ...node.Option) *mesh {
+// off earlier workers, so that some tiles travel several hops. Balancing is
+// off (meshtest.Fast and Lossy), so the tree stays as built.
+func build(t *testing.T, seed uint64, workers int, opts ...node.Option) *mesh {
 	t.Helper()
-	m := newMesh(t, seed, opts...)
-	m.add()
+	m := &mesh{Memory: meshtest.OnMemory(t, workers+1, seed, opts...), t: t}
+	t.Cleanup(m.stopWorkers) // registered after the mesh's: runs before it
 	for i := 1; i <= workers; i++ {
-		m.add()
-		m.link(i, max(0, i-2))
+		m.Link(i, max(0, i-2))
 	}
-	m.waitConverged()
+	m.WaitConverged(20 * time.Second)
 	return m
 }
 
@@ -241,7 +104,7 @@ func coordinate(t testing.TB, m *mesh, cfg render.CoordinatorConfig, job render.
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger()
 	}
-	c, err := render.NewCoordinator(m.nodes[0], cfg)
+	c, err := render.NewCoordinator(m.Node(0), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +133,7 @@ func sameImage(t testing.TB, what string, got, want *image.RGBA) {
 func logReport(t testing.TB, m *mesh, rep render.Report) {
 	t.Helper()
 	name := map[uuid.UUID]string{}
-	for i, nd := range m.nodes {
+	for i, nd := range m.Nodes() {
 		name[nd.ID()] = fmt.Sprintf("n%d", i)
 	}
 	t.Logf("%d tiles in %v: reassigned %d, speculative %d, duplicates %d, ignored %d",
@@ -330,7 +193,7 @@ func TestMeshRenderIdenticalToSingleNode(t *testing.T) {
 	want := reference(t, job)
 	for _, workers := range []int{1, 4} {
 		t.Run(fmt.Sprintf("%d workers", workers), func(t *testing.T) {
-			m := build(t, testSeed(t), workers, fast()...)
+			m := build(t, meshtest.Seed(t), workers, meshtest.Fast()...)
 			// With several workers every tile takes 5 ms more, so that the
 			// job lasts long enough (48 tiles, 2 at a time per worker) for
 			// the workers two hops away to ask for tiles before the near
@@ -354,7 +217,7 @@ func TestMeshRenderIdenticalToSingleNode(t *testing.T) {
 			}
 			if workers == 4 {
 				for i := 1; i <= workers; i++ {
-					if tilesOf(rep, m.nodes[i].ID()) == 0 {
+					if tilesOf(rep, m.Node(i).ID()) == 0 {
 						t.Errorf("worker n%d rendered nothing", i)
 					}
 				}
@@ -364,11 +227,11 @@ func TestMeshRenderIdenticalToSingleNode(t *testing.T) {
 }
 
 func TestJobsInSequence(t *testing.T) {
-	m := build(t, testSeed(t), 3, fast()...)
+	m := build(t, meshtest.Seed(t), 3, meshtest.Fast()...)
 	for i := 1; i <= 3; i++ {
 		m.worker(i, render.WorkerConfig{Slots: 2}, 0)
 	}
-	c, err := render.NewCoordinator(m.nodes[0], render.CoordinatorConfig{LocalSlots: 1})
+	c, err := render.NewCoordinator(m.Node(0), render.CoordinatorConfig{LocalSlots: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,7 +252,7 @@ func TestJobsInSequence(t *testing.T) {
 func TestKillWorkerMidRender(t *testing.T) {
 	job := smallJob(5)
 	want := reference(t, job)
-	m := build(t, testSeed(t), 3, fast()...)
+	m := build(t, meshtest.Seed(t), 3, meshtest.Fast()...)
 	// Every tile takes a while, so that the victim has tiles in flight when
 	// it dies and the job is not over before its death is noticed.
 	victim := 2
@@ -409,7 +272,7 @@ func TestKillWorkerMidRender(t *testing.T) {
 		// Kill the victim once it has delivered a tile, from another
 		// goroutine: Progress must not block.
 		if vw.Stats().Tiles > 0 {
-			once.Do(func() { m.wg.Go(func() { m.kill(victim) }) })
+			once.Do(func() { m.wg.Go(func() { m.Kill(victim) }) })
 		}
 	}}
 	img, rep := coordinate(t, m, cfg, job, time.Minute)
@@ -417,7 +280,7 @@ func TestKillWorkerMidRender(t *testing.T) {
 	sameImage(t, "after the kill", img, want)
 	var lost bool
 	for _, nr := range rep.Nodes {
-		if nr.ID == m.nodes[victim].ID() {
+		if nr.ID == m.Node(victim).ID() {
 			lost = nr.Lost
 		}
 	}
@@ -429,13 +292,13 @@ func TestKillWorkerMidRender(t *testing.T) {
 }
 
 func TestLossyMesh(t *testing.T) {
-	seed := testSeed(t)
+	seed := meshtest.Seed(t)
 	job := smallJob(seed)
 	want := reference(t, job)
-	m := build(t, seed, 3, lossy()...)
-	for i := range m.nodes {
-		for j := i + 1; j < len(m.nodes); j++ {
-			m.net.SetFaults(m.addrs[i], m.addrs[j], memory.Faults{Loss: 0.1, Duplicate: 0.05, Reorder: 0.05, Jitter: time.Millisecond})
+	m := build(t, seed, 3, meshtest.Lossy()...)
+	for i := range m.Len() {
+		for j := i + 1; j < m.Len(); j++ {
+			m.Net.SetFaults(m.Addr(i), m.Addr(j), memory.Faults{Loss: 0.1, Duplicate: 0.05, Reorder: 0.05, Jitter: time.Millisecond})
 		}
 	}
 	for i := 1; i <= 3; i++ {
@@ -444,7 +307,7 @@ func TestLossyMesh(t *testing.T) {
 	img, rep := coordinate(t, m, render.CoordinatorConfig{}, job, 2*time.Minute)
 	logReport(t, m, rep)
 	sameImage(t, "over lossy links", img, want)
-	st := m.net.Stats()
+	st := m.Net.Stats()
 	t.Logf("network: %d frames sent, %d lost", st.Sent, st.Lost)
 	if st.Lost == 0 {
 		t.Fatal("no frame was lost: the test did not test loss")
@@ -453,7 +316,7 @@ func TestLossyMesh(t *testing.T) {
 
 func TestSlowWorkerGetsFewerTiles(t *testing.T) {
 	job := smallJob(3)
-	m := build(t, testSeed(t), 3, fast()...)
+	m := build(t, meshtest.Seed(t), 3, meshtest.Fast()...)
 	slow := 3
 	for i := 1; i <= 3; i++ {
 		var delay time.Duration
@@ -465,17 +328,16 @@ func TestSlowWorkerGetsFewerTiles(t *testing.T) {
 	img, rep := coordinate(t, m, render.CoordinatorConfig{}, job, time.Minute)
 	logReport(t, m, rep)
 	sameImage(t, "with a slow worker", img, reference(t, job))
-	s := tilesOf(rep, m.nodes[slow].ID())
+	s := tilesOf(rep, m.Node(slow).ID())
 	for i := 1; i <= 3; i++ {
-		if i != slow && tilesOf(rep, m.nodes[i].ID()) <= s {
-			t.Fatalf("fast worker n%d got %d tiles, the slow one %d", i, tilesOf(rep, m.nodes[i].ID()), s)
+		if i != slow && tilesOf(rep, m.Node(i).ID()) <= s {
+			t.Fatalf("fast worker n%d got %d tiles, the slow one %d", i, tilesOf(rep, m.Node(i).ID()), s)
 		}
 	}
 }
 
 func TestCoordinatorAloneWithLocalSlots(t *testing.T) {
-	m := newMesh(t, 1, fast()...)
-	m.add()
+	m := build(t, meshtest.Seed(t), 0, meshtest.Fast()...)
 	job := smallJob(11)
 	var last render.Progress
 	img, rep := coordinate(t, m, render.CoordinatorConfig{LocalSlots: 2, Progress: func(p render.Progress) { last = p }}, job, time.Minute)
@@ -486,7 +348,7 @@ func TestCoordinatorAloneWithLocalSlots(t *testing.T) {
 }
 
 func TestWorkerWithAnotherSceneDeclines(t *testing.T) {
-	m := build(t, testSeed(t), 2, fast()...)
+	m := build(t, meshtest.Seed(t), 2, meshtest.Fast()...)
 	// Worker 1 has a different scene under the same name: its fingerprint
 	// differs and it must decline, or the frame would mix two scenes.
 	m.worker(1, render.WorkerConfig{Slots: 2, Scenes: func(name string) (*render.Scene, error) {
@@ -500,7 +362,7 @@ func TestWorkerWithAnotherSceneDeclines(t *testing.T) {
 	logReport(t, m, rep)
 	sameImage(t, "with a declining worker", img, reference(t, job))
 	for _, nr := range rep.Nodes {
-		if nr.ID == m.nodes[1].ID() && (nr.Declined == "" || nr.Tiles != 0) {
+		if nr.ID == m.Node(1).ID() && (nr.Declined == "" || nr.Tiles != 0) {
 			t.Fatalf("worker 1: %+v, want declined with no tiles", nr)
 		}
 	}
@@ -510,10 +372,10 @@ func TestWorkerWithAnotherSceneDeclines(t *testing.T) {
 }
 
 func TestHostileMessagesIgnored(t *testing.T) {
-	m := build(t, testSeed(t), 2, fast()...)
+	m := build(t, meshtest.Seed(t), 2, meshtest.Fast()...)
 	m.worker(1, render.WorkerConfig{Slots: 2}, 0)
 	// Node 2 is no worker: it sends junk to the coordinator and to worker 1.
-	evil := m.nodes[2]
+	evil := m.Node(2)
 	job := smallJob(8)
 	job.ID = 0xabcdef
 	hdr := func(typ byte, id uint64) []byte {
@@ -539,7 +401,7 @@ func TestHostileMessagesIgnored(t *testing.T) {
 	defer cancel()
 	for _, b := range junk {
 		for _, to := range []int{0, 1} {
-			if err := evil.Send(ctx, m.nodes[to].ID(), b); err != nil {
+			if err := evil.Send(ctx, m.Node(to).ID(), b); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -550,15 +412,15 @@ func TestHostileMessagesIgnored(t *testing.T) {
 	if rep.Ignored == 0 {
 		t.Fatal("no message was counted as ignored")
 	}
-	waitFor(t, 10*time.Second, "the worker to ignore the junk", func() bool { return m.workers[0].Stats().Ignored >= len(junk)-1 })
+	meshtest.WaitFor(t, 10*time.Second, "the worker to ignore the junk", func() bool { return m.workers[0].Stats().Ignored >= len(junk)-1 })
 }
 
 func TestCancelledJob(t *testing.T) {
-	m := build(t, testSeed(t), 1, fast()...)
+	m := build(t, meshtest.Seed(t), 1, meshtest.Fast()...)
 	w := m.worker(1, render.WorkerConfig{Slots: 1}, 20*time.Millisecond)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	c, err := render.NewCoordinator(m.nodes[0], render.CoordinatorConfig{Progress: func(p render.Progress) {
+	c, err := render.NewCoordinator(m.Node(0), render.CoordinatorConfig{Progress: func(p render.Progress) {
 		if p.Done > 0 {
 			cancel()
 		}
@@ -574,7 +436,7 @@ func TestCancelledJob(t *testing.T) {
 		t.Fatalf("report %+v", rep)
 	}
 	// The worker hears that the job is over and drops it.
-	waitFor(t, 10*time.Second, "the worker to drop the job", func() bool { return w.Stats().Active == 0 })
+	meshtest.WaitFor(t, 10*time.Second, "the worker to drop the job", func() bool { return w.Stats().Active == 0 })
 	// The coordinator runs the next job on the same node.
 	ctx2, cancel2 := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel2()
