@@ -135,10 +135,19 @@ func (n *Node) loop() {
 	st := n.st
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	var armed time.Time // the deadline the timer is set for; zero once it fired
 	for {
 		st.flush()
 		// A deadline in the past (or the zero time) means: tick now.
-		timer.Reset(max(0, time.Until(st.nextDeadline())))
+		if d := st.nextDeadline(); armed.IsZero() || !d.Equal(armed) {
+			timer.Reset(max(0, time.Until(d)))
+			armed = d
+		}
+		// Room in the inbound queue matters only while deliveries wait for it.
+		var space <-chan struct{}
+		if len(st.blocked) > 0 {
+			space = n.in.Space()
+		}
 		select {
 		case f := <-n.inbox:
 			st.now = time.Now()
@@ -152,9 +161,10 @@ func (n *Node) loop() {
 			st.now = time.Now()
 			f()
 		case <-timer.C:
+			armed = time.Time{}
 			st.now = time.Now()
 			st.tick()
-		case <-n.in.Space():
+		case <-space:
 			st.now = time.Now()
 			st.deliverBlocked()
 		case <-n.closing:
