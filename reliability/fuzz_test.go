@@ -64,7 +64,8 @@ func FuzzReceiver(f *testing.F) {
 }
 
 // FuzzSenderAcks feeds a Sender arbitrary acks between pushes, ticks and
-// membership changes: nothing panics, the window never exceeds Window, no
+// membership changes: nothing panics, the window never exceeds Window, the
+// sender's invariants hold (checkSender), no
 // (message, target) is reported failed twice, and without acks everything in
 // flight fails in bounded time (or the sender reports itself blocked).
 func FuzzSenderAcks(f *testing.F) {
@@ -120,6 +121,9 @@ func FuzzSenderAcks(f *testing.F) {
 			}
 			if s.InFlight() > cfg.Window {
 				t.Fatalf("%d in flight", s.InFlight())
+			}
+			if err := checkSender(s); err != nil {
+				t.Fatalf("%v\n%s", err, s)
 			}
 			if dl, ok := s.Deadline(); ok && s.InFlight() == 0 && !dl.IsZero() {
 				t.Fatalf("deadline %v with nothing in flight", dl)
