@@ -57,6 +57,14 @@ func (f Flags) Valid() bool { return f&^flagsKnown == 0 }
 // into a buffer with enough capacity allocates nothing.
 func (m *Message) Append(dst []byte) []byte {
 	dst = slices.Grow(dst, HeaderSize+len(m.Body))
+	return append(m.AppendHeader(dst), m.Body...)
+}
+
+// AppendHeader appends the frame's HeaderSize-byte header alone, with the
+// body length of m.Body, to dst: a sender that keeps the body right after
+// room for the header (frame[HeaderSize:]) encodes the frame in place with
+// m.AppendHeader(frame[:0]), copying nothing.
+func (m *Message) AppendHeader(dst []byte) []byte {
 	h := &m.Header
 	dst = append(dst, Version, byte(h.Type), byte(h.Flags), h.HopLimit)
 	dst = append(dst, m.UID.Node[:]...)
@@ -64,8 +72,7 @@ func (m *Message) Append(dst []byte) []byte {
 	dst = append(dst, h.Target[:]...)
 	dst = binary.BigEndian.AppendUint64(dst, h.Epoch)
 	dst = binary.BigEndian.AppendUint32(dst, h.Ref)
-	dst = binary.BigEndian.AppendUint32(dst, uint32(len(m.Body)))
-	return append(dst, m.Body...)
+	return binary.BigEndian.AppendUint32(dst, uint32(len(m.Body)))
 }
 
 // Encode returns the encoded frame in a new slice of exactly the frame's size.

@@ -72,6 +72,14 @@ func TestRoundTripEveryType(t *testing.T) {
 			if got := m.Append([]byte("xy")); !bytes.Equal(got[2:], frame) || string(got[:2]) != "xy" {
 				t.Fatalf("Append does not append the same frame")
 			}
+			// In place: the body already sits after room for the header.
+			buf := make([]byte, HeaderSize+len(m.Body))
+			copy(buf[HeaderSize:], m.Body)
+			inPlace := m
+			inPlace.Body = buf[HeaderSize:]
+			if h := inPlace.AppendHeader(buf[:0]); len(h) != HeaderSize || &h[0] != &buf[0] || !bytes.Equal(buf, frame) {
+				t.Fatalf("AppendHeader in place: %x, want %x", buf, frame)
+			}
 			got, err := Decode(frame, 0)
 			if err != nil {
 				t.Fatalf("Decode: %v", err)

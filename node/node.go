@@ -122,7 +122,9 @@ type Event struct {
 	Broadcast bool
 	// Index is the failed message's index in this node's stream.
 	Index uint32
-	// Body is the failed message's body.
+	// Body is the failed message's body. It may be shared with the other
+	// events of the same message and with frames still on their way: read
+	// it, do not modify it.
 	Body []byte
 	// Err is why the delivery failed, or why a neighbour went down.
 	Err error
@@ -352,7 +354,15 @@ func (n *Node) Multicast(ctx context.Context, tos []uuid.UUID, body []byte) erro
 	if len(dsts) == 0 {
 		return nil
 	}
-	r.dsts, r.body = dsts, slices.Clone(body)
+	r.dsts = dsts
+	if len(dsts) == 1 {
+		r.frames = r.frame1[:]
+	} else {
+		r.frames = make([][]byte, len(dsts))
+	}
+	for i := range r.frames {
+		r.frames[i] = outFrame(body)
+	}
 	return n.submit(ctx, r)
 }
 
@@ -363,7 +373,10 @@ func (n *Node) Broadcast(ctx context.Context, body []byte) error {
 	if len(body) > n.cfg.maxBody {
 		return fmt.Errorf("%w: %d > %d bytes", ErrTooLarge, len(body), n.cfg.maxBody)
 	}
-	return n.submit(ctx, &sendReq{bcast: true, body: slices.Clone(body)})
+	r := &sendReq{bcast: true}
+	r.frame1[0] = outFrame(body)
+	r.frames = r.frame1[:]
+	return n.submit(ctx, r)
 }
 
 // submit hands a send request to the loop and waits until it is accepted,

@@ -35,10 +35,28 @@ type sendReq struct {
 	dsts  []uuid.UUID  // unicast and multicast
 	one   [1]uuid.UUID // dsts' storage for a Send
 	bcast bool
-	body  []byte
-	state atomic.Int32 // reqPending until the loop accepts or the caller gives up
-	done  chan error
+	// frames holds one outFrame of the body per stream: dsts in order, or
+	// the broadcast stream.
+	frames [][]byte
+	frame1 [1][]byte // frames' storage for a Send or Broadcast
+	state  atomic.Int32 // reqPending until the loop accepts or the caller gives up
+	done   chan error
 }
+
+// outFrame copies body into a new buffer with room for the frame header in
+// front of it. A stream's backlog holds such buffers, each the stream's own:
+// the first transmission writes the header into the room and sends the
+// buffer as it is (message.AppendHeader), so a message is copied once on
+// its way from Send to the transport; retransmissions encode new frames.
+// The reliability Sender keeps frame[message.HeaderSize:] as the body.
+func outFrame(body []byte) []byte {
+	f := make([]byte, message.HeaderSize+len(body))
+	copy(f[message.HeaderSize:], body)
+	return f
+}
+
+// bodyOf returns the body of an outFrame.
+func bodyOf(frame []byte) []byte { return frame[message.HeaderSize:] }
 
 // outStream is this node's stream to one destination, or its broadcast stream.
 type outStream struct {
@@ -308,7 +326,7 @@ func (st *state) tickStream(s *outStream) {
 	resend, failed := s.snd.Tick(st.now)
 	for _, r := range resend {
 		st.n.stats.retransmits.Add(1)
-		st.transmit(s, r.Target, r.Packet, false)
+		st.transmit(s, r.Target, r.Packet, nil)
 	}
 	for _, f := range failed {
 		st.report(s, f)
@@ -340,13 +358,21 @@ func (n *Node) encodeData(typ message.Type, target uuid.UUID, epoch uint64, pkt 
 	return n.encodeWith(typ, 0, target, epoch, int32(pkt.Seq), pkt.Base, pkt.Body)
 }
 
-func (n *Node) encodeWith(typ message.Type, flags message.Flags, target uuid.UUID, epoch uint64, index int32, ref uint32, body []byte) []byte {
-	m := message.Message{
+// dataMessage is the message of a data packet of a stream with the given epoch.
+func (n *Node) dataMessage(typ message.Type, target uuid.UUID, epoch uint64, pkt reliability.Packet) *message.Message {
+	return n.message(typ, 0, target, epoch, int32(pkt.Seq), pkt.Base, pkt.Body)
+}
+
+func (n *Node) message(typ message.Type, flags message.Flags, target uuid.UUID, epoch uint64, index int32, ref uint32, body []byte) *message.Message {
+	return &message.Message{
 		UID:    message.UID{Node: n.id, Index: index},
 		Header: message.Header{Type: typ, Flags: flags, HopLimit: n.cfg.hopLimit, Target: target, Epoch: epoch, Ref: ref},
 		Body:   body,
 	}
-	return m.Append(make([]byte, 0, message.HeaderSize+len(body)))
+}
+
+func (n *Node) encodeWith(typ message.Type, flags message.Flags, target uuid.UUID, epoch uint64, index int32, ref uint32, body []byte) []byte {
+	return n.message(typ, flags, target, epoch, index, ref, body).Encode()
 }
 
 // enqueue queues a frame for a neighbour without ever blocking the loop; a
@@ -706,8 +732,8 @@ func (st *state) forget(id uuid.UUID) {
 		for _, f := range s.snd.RemoveTarget(id, gone) {
 			st.report(s, f)
 		}
-		for body, ok := s.backlog.Pop(); ok; body, ok = s.backlog.Pop() {
-			st.report(s, reliability.Failure{Target: id, Body: body, Err: gone})
+		for frame, ok := s.backlog.Pop(); ok; frame, ok = s.backlog.Pop() {
+			st.report(s, reliability.Failure{Target: id, Body: bodyOf(frame), Err: gone})
 		}
 		delete(st.out, id)
 	}
@@ -757,8 +783,8 @@ func (st *state) tryAccept(r *sendReq) bool {
 	if !r.state.CompareAndSwap(reqPending, reqAccepted) {
 		return true
 	}
-	for _, s := range streams {
-		s.backlog.Push(r.body)
+	for i, s := range streams {
+		s.backlog.Push(r.frames[i])
 		st.pump(s)
 	}
 	r.done <- nil
@@ -775,7 +801,7 @@ func (st *state) unpark() {
 // pump moves messages from a stream's backlog into its window and sends them.
 func (st *state) pump(s *outStream) {
 	for !s.snd.Full() {
-		body, ok := s.backlog.Pop()
+		frame, ok := s.backlog.Pop()
 		if !ok {
 			return
 		}
@@ -783,30 +809,38 @@ func (st *state) pump(s *outStream) {
 		if s.dst == uuid.Nil {
 			targets = st.rt.Reachable()
 		}
-		pkt, err := s.snd.Push(st.now, body, targets)
+		pkt, err := s.snd.Push(st.now, bodyOf(frame), targets)
 		if err != nil {
 			continue // a broadcast with nobody to reach is done
 		}
-		st.transmit(s, uuid.Nil, pkt, true)
+		st.transmit(s, uuid.Nil, pkt, frame)
 	}
 }
 
 // transmit sends a packet of stream s: a unicast to its destination, a
-// broadcast's first flood, or a broadcast's repair copy to target.
-func (st *state) transmit(s *outStream, target uuid.UUID, pkt reliability.Packet, first bool) {
+// broadcast's first flood, or a broadcast's repair copy to target. The first
+// transmission passes the packet's outFrame, which it encodes in place and
+// which is then never written again; a retransmission passes nil and gets a
+// new frame.
+func (st *state) transmit(s *outStream, target uuid.UUID, pkt reliability.Packet, first []byte) {
 	n := st.n
 	// Data frames carry the stream's epoch, which is the node's epoch until a
 	// destination restart resets the stream (checkRestart).
 	ep := s.snd.Epoch()
-	if s.dst != uuid.Nil {
-		st.route(s.dst, n.encodeData(message.TypeMsg, s.dst, ep, pkt), false)
+	typ, dst := message.TypeMsg, s.dst
+	if s.dst == uuid.Nil {
+		typ, dst = message.TypeMsgBroadcast, target // uuid.Nil: the flood
+	}
+	var f []byte
+	if first != nil {
+		f = n.dataMessage(typ, dst, ep, pkt).AppendHeader(first[:0])[:len(first)]
+	} else {
+		f = n.encodeData(typ, dst, ep, pkt)
+	}
+	if dst != uuid.Nil {
+		st.route(dst, f, false)
 		return
 	}
-	if !first {
-		st.route(target, n.encodeData(message.TypeMsgBroadcast, target, ep, pkt), false)
-		return
-	}
-	f := n.encodeData(message.TypeMsgBroadcast, uuid.Nil, ep, pkt)
 	for _, p := range st.peers {
 		st.enqueue(p, f, false)
 	}
@@ -991,8 +1025,8 @@ func (st *state) shutdown() {
 		for _, f := range s.snd.FailAll(ErrClosed) {
 			st.report(s, f)
 		}
-		for body, ok := s.backlog.Pop(); ok; body, ok = s.backlog.Pop() {
-			st.report(s, reliability.Failure{Target: s.dst, Body: body, Err: ErrClosed})
+		for frame, ok := s.backlog.Pop(); ok; frame, ok = s.backlog.Pop() {
+			st.report(s, reliability.Failure{Target: s.dst, Body: bodyOf(frame), Err: ErrClosed})
 		}
 	}
 	for _, r := range st.parked {
