@@ -38,7 +38,7 @@ type sendReq struct {
 	// frames holds one outFrame of the body per stream: dsts in order, or
 	// the broadcast stream.
 	frames [][]byte
-	frame1 [1][]byte // frames' storage for a Send or Broadcast
+	frame1 [1][]byte    // frames' storage for a Send or Broadcast
 	state  atomic.Int32 // reqPending until the loop accepts or the caller gives up
 	done   chan error
 }
