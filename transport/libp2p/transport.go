@@ -22,6 +22,7 @@ import (
 	msmux "github.com/multiformats/go-multistream"
 
 	"github.com/distrirender/distrirender/transport"
+	"github.com/distrirender/distrirender/transport/internal/edgeset"
 )
 
 // ProtocolID is the libp2p protocol of a mesh edge: one stream of it per edge.
@@ -102,8 +103,7 @@ type Transport struct {
 	linger   time.Duration
 	log      *slog.Logger
 
-	accept chan *Edge
-	done   chan struct{} // closed when Close starts
+	edges *edgeset.Set[*Edge] // open edges, the accept queue; closed when Close starts
 
 	// cut, when cancelled, ends every linger at once.
 	cut     context.Context
@@ -112,11 +112,9 @@ type Transport struct {
 
 	mdns *discovery // nil without Config.MDNS
 
-	mu     sync.Mutex
-	closed bool
-	edges  map[*Edge]struct{}
-	peers  map[peer.ID]int // open edges per peer, for the connection manager
-	tag    string          // our tag in the connection manager
+	mu    sync.Mutex      // held around edges.Track and edges.Untrack: peers agrees with edges
+	peers map[peer.ID]int // tracked edges per peer, for the connection manager
+	tag   string          // our tag in the connection manager
 
 	closeOnce sync.Once
 	closeErr  error
@@ -136,9 +134,7 @@ func New(cfg Config) (*Transport, error) {
 		maxFrame: cfg.MaxFrame,
 		linger:   cfg.Linger,
 		log:      cfg.Logger,
-		accept:   make(chan *Edge, acceptBacklog),
-		done:     make(chan struct{}),
-		edges:    make(map[*Edge]struct{}),
+		edges:    edgeset.New[*Edge](acceptBacklog),
 		peers:    make(map[peer.ID]int),
 	}
 	if t.maxFrame == 0 {
@@ -272,7 +268,7 @@ func ParseAddr(addr string) (peer.AddrInfo, error) {
 // if ctx ends first. Dial ignores libp2p's dial back-off for the peer: the
 // node above has its own.
 func (t *Transport) Dial(ctx context.Context, addr string) (transport.Edge, error) {
-	if t.isClosed() {
+	if t.edges.Closed() {
 		return nil, t.errClosed("Dial")
 	}
 	info, err := ParseAddr(addr)
@@ -290,7 +286,7 @@ func (t *Transport) Dial(ctx context.Context, addr string) (transport.Edge, erro
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return nil, ctxErr
 		}
-		if t.isClosed() {
+		if t.edges.Closed() {
 			return nil, t.errClosed("Dial")
 		}
 		return nil, fmt.Errorf("libp2p: dial %s: %w: %w", addr, transport.ErrUnreachable, err)
@@ -349,8 +345,8 @@ func (t *Transport) handle(s network.Stream) {
 	}
 	t.log.Debug("edge accepted", "remote", e.remote)
 	select {
-	case t.accept <- e:
-	case <-t.done:
+	case t.edges.Queue() <- e:
+	case <-t.edges.Done():
 		_ = e.Close()
 	}
 }
@@ -359,17 +355,7 @@ func (t *Transport) handle(s network.Stream) {
 // error wrapping transport.ErrClosed once the transport is closed, and ctx's
 // error if ctx ends first.
 func (t *Transport) Accept(ctx context.Context) (transport.Edge, error) {
-	if t.isClosed() {
-		return nil, t.errClosed("Accept")
-	}
-	select {
-	case e := <-t.accept:
-		return e, nil
-	case <-t.done:
-		return nil, t.errClosed("Accept")
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return t.edges.Accept(ctx, t.errClosed)
 }
 
 // Close stops accepting, closes every edge of the transport (each peer
@@ -381,14 +367,7 @@ func (t *Transport) Accept(ctx context.Context) (transport.Edge, error) {
 // it returns the host's error from closing, if any.
 func (t *Transport) Close() error {
 	t.closeOnce.Do(func() {
-		t.mu.Lock()
-		t.closed = true
-		close(t.done)
-		edges := make([]*Edge, 0, len(t.edges))
-		for e := range t.edges {
-			edges = append(edges, e)
-		}
-		t.mu.Unlock()
+		edges, _ := t.edges.Close()
 
 		t.h.RemoveStreamHandler(ProtocolID)
 		if t.mdns != nil {
@@ -413,15 +392,6 @@ func (t *Transport) Close() error {
 	return t.closeErr
 }
 
-func (t *Transport) isClosed() bool {
-	select {
-	case <-t.done:
-		return true
-	default:
-		return false
-	}
-}
-
 func (t *Transport) errClosed(op string) error {
 	return fmt.Errorf("libp2p: %s on %s: %w", op, shortID(t.h.ID()), transport.ErrClosed)
 }
@@ -432,10 +402,9 @@ func (t *Transport) errClosed(op string) error {
 func (t *Transport) track(e *Edge) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.closed {
+	if !t.edges.Track(e) {
 		return false
 	}
-	t.edges[e] = struct{}{}
 	t.peers[e.peer]++
 	if t.peers[e.peer] == 1 {
 		t.h.ConnManager().Protect(e.peer, t.tag)
@@ -446,10 +415,9 @@ func (t *Transport) track(e *Edge) bool {
 func (t *Transport) untrack(e *Edge) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.edges[e]; !ok {
+	if !t.edges.Untrack(e) {
 		return
 	}
-	delete(t.edges, e)
 	t.peers[e.peer]--
 	if t.peers[e.peer] == 0 {
 		delete(t.peers, e.peer)
@@ -459,14 +427,9 @@ func (t *Transport) untrack(e *Edge) {
 
 // connectedTo reports whether an open edge of t leads to peer p.
 func (t *Transport) connectedTo(p peer.ID) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for e := range t.edges {
-		if e.peer == p && !e.isClosed() {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(t.edges.Tracked(), func(e *Edge) bool {
+		return e.peer == p && !e.isClosed()
+	})
 }
 
 // shortID is a peer ID abbreviated for logs and errors.

@@ -120,7 +120,7 @@ func (e *Edge) shutdown(kill bool) {
 			close(e.fin)
 		}
 		e.c.stopDelivery()
-		e.tr.untrack(e)
+		e.tr.edges.Untrack(e)
 	})
 }
 

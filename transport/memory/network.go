@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/distrirender/distrirender/transport"
+	"github.com/distrirender/distrirender/transport/internal/edgeset"
 )
 
 // ErrAddrInUse is returned by Listen for an address that already has a
@@ -194,13 +195,7 @@ func (n *Network) Listen(addr string) (*Transport, error) {
 	if _, ok := n.listeners[addr]; ok {
 		return nil, fmt.Errorf("%w: %q", ErrAddrInUse, addr)
 	}
-	t := &Transport{
-		net:    n,
-		addr:   addr,
-		accept: make(chan *Edge, acceptBacklog),
-		done:   make(chan struct{}),
-		edges:  make(map[*Edge]struct{}),
-	}
+	t := &Transport{net: n, addr: addr, edges: edgeset.New[*Edge](acceptBacklog)}
 	n.listeners[addr] = t
 	return t, nil
 }

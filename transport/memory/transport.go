@@ -3,9 +3,9 @@ package memory
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"github.com/distrirender/distrirender/transport"
+	"github.com/distrirender/distrirender/transport/internal/edgeset"
 )
 
 // acceptBacklog is the number of dialled edges that wait for Accept before
@@ -17,14 +17,11 @@ var _ transport.Transport = (*Transport)(nil)
 // Transport is one address on a Network. It implements transport.Transport
 // and is safe for concurrent use.
 type Transport struct {
-	net    *Network
-	addr   string
-	accept chan *Edge
-	done   chan struct{} // closed by Close or Kill
-
-	mu     sync.Mutex
-	closed bool
-	edges  map[*Edge]struct{} // this transport's sides of its open edges
+	net  *Network
+	addr string
+	// edges are this transport's sides of its open edges, and the ones
+	// dialled to it that wait for Accept; closed by Close or Kill.
+	edges *edgeset.Set[*Edge]
 }
 
 // Dial opens an edge to the transport listening at addr. It fails with an
@@ -33,7 +30,7 @@ type Transport struct {
 // stays full until ctx ends. The edge is ready to carry frames when Dial
 // returns, even before the other side calls Accept.
 func (t *Transport) Dial(ctx context.Context, addr string) (transport.Edge, error) {
-	if t.isClosed() {
+	if t.edges.Closed() {
 		return nil, t.errClosed("Dial")
 	}
 	if err := ctx.Err(); err != nil {
@@ -44,29 +41,29 @@ func (t *Transport) Dial(ctx context.Context, addr string) (transport.Edge, erro
 		return nil, err
 	}
 	local, remote := c.sides[0], c.sides[1]
-	if !t.track(local) {
+	if !t.edges.Track(local) {
 		c.abort()
 		return nil, t.errClosed("Dial")
 	}
-	if !dst.track(remote) {
+	if !dst.edges.Track(remote) {
 		c.abort()
 		return nil, fmt.Errorf("memory: dial %q: listener closed: %w", addr, transport.ErrUnreachable)
 	}
 	select {
-	case dst.accept <- remote:
+	case dst.edges.Queue() <- remote:
 		return local, nil
 	default:
 	}
 	select {
-	case dst.accept <- remote:
+	case dst.edges.Queue() <- remote:
 		return local, nil
 	case <-ctx.Done():
 		c.abort()
 		return nil, ctx.Err()
-	case <-dst.done:
+	case <-dst.edges.Done():
 		c.abort()
 		return nil, fmt.Errorf("memory: dial %q: listener closed: %w", addr, transport.ErrUnreachable)
-	case <-t.done:
+	case <-t.edges.Done():
 		c.abort()
 		return nil, t.errClosed("Dial")
 	}
@@ -76,17 +73,7 @@ func (t *Transport) Dial(ctx context.Context, addr string) (transport.Edge, erro
 // error wrapping transport.ErrClosed once the transport is closed, and ctx's
 // error if ctx ends first.
 func (t *Transport) Accept(ctx context.Context) (transport.Edge, error) {
-	if t.isClosed() {
-		return nil, t.errClosed("Accept")
-	}
-	select {
-	case e := <-t.accept:
-		return e, nil
-	case <-t.done:
-		return nil, t.errClosed("Accept")
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return t.edges.Accept(ctx, t.errClosed)
 }
 
 // Addrs returns the transport's one address, the name it listens at.
@@ -115,50 +102,12 @@ func (t *Transport) shutdown(kill bool) {
 	}
 	t.net.mu.Unlock()
 
-	t.mu.Lock()
-	if t.closed {
-		t.mu.Unlock()
-		return
-	}
-	t.closed = true
-	close(t.done)
-	edges := make([]*Edge, 0, len(t.edges))
-	for e := range t.edges {
-		edges = append(edges, e)
-	}
-	t.mu.Unlock()
-
+	edges, _ := t.edges.Close() // none if t was closed already
 	for _, e := range edges {
 		e.shutdown(kill)
 	}
 }
 
-func (t *Transport) isClosed() bool {
-	select {
-	case <-t.done:
-		return true
-	default:
-		return false
-	}
-}
-
 func (t *Transport) errClosed(op string) error {
 	return fmt.Errorf("memory: %s on %q: %w", op, t.addr, transport.ErrClosed)
-}
-
-// track records e as one of t's edges, or reports false if t is closed.
-func (t *Transport) track(e *Edge) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.closed {
-		return false
-	}
-	t.edges[e] = struct{}{}
-	return true
-}
-
-func (t *Transport) untrack(e *Edge) {
-	t.mu.Lock()
-	delete(t.edges, e)
-	t.mu.Unlock()
 }

@@ -315,7 +315,7 @@ func (e *Edge) shutdownWhy(why string) {
 // the peer sends until the peer's own FIN or close, or Linger passes, and
 // closes the connection.
 func (e *Edge) linger() {
-	defer e.t.untrack(e)
+	defer e.t.edges.Untrack(e)
 	e.smu.Lock()
 	_ = e.st.Close()
 	e.smu.Unlock()
@@ -337,7 +337,7 @@ func (e *Edge) abort(code quicgo.ApplicationErrorCode, msg, why string) {
 		e.wr.close(aLongTimeAgo)
 		e.rd.close(aLongTimeAgo)
 		_ = e.conn.CloseWithError(code, msg)
-		e.t.untrack(e)
+		e.t.edges.Untrack(e)
 	})
 }
 

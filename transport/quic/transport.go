@@ -14,6 +14,7 @@ import (
 	quicgo "github.com/quic-go/quic-go"
 
 	"github.com/distrirender/distrirender/transport"
+	"github.com/distrirender/distrirender/transport/internal/edgeset"
 )
 
 // ALPN is the application protocol negotiated in the TLS handshake.
@@ -101,17 +102,12 @@ type Transport struct {
 	local     netip.AddrPort
 	fam       family
 
-	accepted  chan *Edge
-	pending   chan struct{} // semaphore: connections between handshake and Accept
-	done      chan struct{} // closed when Close starts
-	closeDone chan struct{} // closed when Close has finished
+	edges     *edgeset.Set[*Edge] // open edges, the accept queue; closed when Close starts
+	pending   chan struct{}       // semaphore: connections between handshake and Accept
+	closeDone chan struct{}       // closed when Close has finished
 	ctx       context.Context
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup // accept loop, preamble readers, lingering edges
-
-	mu     sync.Mutex
-	closed bool
-	edges  map[*Edge]struct{}
 }
 
 // Listen opens a UDP socket at addr ("host:port"; "127.0.0.1:0" picks a free
@@ -189,13 +185,11 @@ func Listen(addr string, cfg Config) (*Transport, error) {
 		dialConf:  dialConf,
 		local:     local,
 		fam:       socketFamily(network, local.Addr()),
-		accepted:  make(chan *Edge, acceptBacklog),
+		edges:     edgeset.New[*Edge](acceptBacklog),
 		pending:   make(chan struct{}, maxPending),
-		done:      make(chan struct{}),
 		closeDone: make(chan struct{}),
 		ctx:       ctx,
 		cancel:    cancel,
-		edges:     make(map[*Edge]struct{}),
 	}
 	t.wg.Add(1)
 	go t.acceptLoop()
@@ -244,7 +238,7 @@ func (t *Transport) String() string { return t.local.String() }
 // the handshake timeout (5 s, or IdleTimeout if shorter) or before ctx's
 // deadline (then the error wraps context.DeadlineExceeded as well).
 func (t *Transport) Dial(ctx context.Context, addr string) (transport.Edge, error) {
-	if t.isClosed() {
+	if t.edges.Closed() {
 		return nil, t.errClosed("Dial")
 	}
 	if err := ctx.Err(); err != nil {
@@ -282,7 +276,7 @@ func (t *Transport) Dial(ctx context.Context, addr string) (transport.Edge, erro
 		return nil, t.dialError(ctx, addr, err)
 	}
 	e := newEdge(t, conn, st)
-	if !t.track(e) {
+	if !t.edges.Track(e) {
 		e.abort(codeClosed, "", "transport closed")
 		return nil, t.errClosed("Dial")
 	}
@@ -293,7 +287,7 @@ func (t *Transport) Dial(ctx context.Context, addr string) (transport.Edge, erro
 // dialError maps a failed handshake or stream open.
 func (t *Transport) dialError(ctx context.Context, addr string, err error) error {
 	switch {
-	case t.isClosed():
+	case t.edges.Closed():
 		return t.errClosed("Dial")
 	case errors.Is(ctx.Err(), context.Canceled):
 		return ctx.Err()
@@ -307,17 +301,7 @@ func (t *Transport) dialError(ctx context.Context, addr string, err error) error
 // error wrapping transport.ErrClosed once the transport is closed, and ctx's
 // error if ctx ends first.
 func (t *Transport) Accept(ctx context.Context) (transport.Edge, error) {
-	if t.isClosed() {
-		return nil, t.errClosed("Accept")
-	}
-	select {
-	case e := <-t.accepted:
-		return e, nil
-	case <-t.done:
-		return nil, t.errClosed("Accept")
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return t.edges.Accept(ctx, t.errClosed)
 }
 
 // acceptLoop takes connections from the listener and starts a preamble
@@ -327,7 +311,7 @@ func (t *Transport) acceptLoop() {
 	for {
 		conn, err := t.ln.Accept(t.ctx)
 		if err != nil {
-			if !t.isClosed() {
+			if !t.edges.Closed() {
 				t.log.Warn("accept failed; no longer accepting", "err", err)
 			}
 			return
@@ -371,14 +355,14 @@ func (t *Transport) admit(conn *quicgo.Conn) {
 		return
 	}
 	e := newEdge(t, conn, st)
-	if !t.track(e) {
+	if !t.edges.Track(e) {
 		e.abort(codeClosed, "", "transport closed")
 		return
 	}
 	select {
-	case t.accepted <- e:
+	case t.edges.Queue() <- e:
 		t.log.Debug("accepted", "remote", e.remote)
-	case <-t.done:
+	case <-t.edges.Done():
 		// Close closes e, which it tracks.
 	case <-conn.Context().Done():
 		e.abort(codeClosed, "", "peer left before Accept")
@@ -394,20 +378,12 @@ func (t *Transport) admit(conn *quicgo.Conn) {
 // the first to finish and returns nil. The first returns nil, or the error
 // from closing the socket.
 func (t *Transport) Close() error {
-	t.mu.Lock()
-	if t.closed {
-		t.mu.Unlock()
+	edges, first := t.edges.Close()
+	if !first {
 		<-t.closeDone
 		return nil
 	}
 	defer close(t.closeDone)
-	t.closed = true
-	close(t.done)
-	edges := make([]*Edge, 0, len(t.edges))
-	for e := range t.edges {
-		edges = append(edges, e)
-	}
-	t.mu.Unlock()
 
 	t.cancel() // stops the accept loop, preamble readers and dials
 	_ = t.ln.Close()
@@ -423,34 +399,8 @@ func (t *Transport) Close() error {
 	return t.udp.Close()
 }
 
-func (t *Transport) isClosed() bool {
-	select {
-	case <-t.done:
-		return true
-	default:
-		return false
-	}
-}
-
 func (t *Transport) errClosed(op string) error {
 	return fmt.Errorf("quic: %s on %s: %w", op, t.local, transport.ErrClosed)
-}
-
-// track records e as one of t's edges, or reports false if t is closed.
-func (t *Transport) track(e *Edge) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.closed {
-		return false
-	}
-	t.edges[e] = struct{}{}
-	return true
-}
-
-func (t *Transport) untrack(e *Edge) {
-	t.mu.Lock()
-	delete(t.edges, e)
-	t.mu.Unlock()
 }
 
 // goLinger runs fn as a goroutine that Close waits for. It must be called

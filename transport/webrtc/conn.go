@@ -62,7 +62,7 @@ func (t *Transport) newConn(key connKey, dialer bool, ser string) (*conn, error)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.closed {
+	if t.edges.Closed() {
 		return nil, t.errClosed("Dial")
 	}
 	if t.conns[key] != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/distrirender/distrirender/transport"
+	"github.com/distrirender/distrirender/transport/internal/edgeset"
 	"github.com/distrirender/distrirender/transport/webrtc/internal/bpack"
 )
 
@@ -167,19 +168,20 @@ type Transport struct {
 	ipFilter  func(net.IP) bool
 	sig       *signal
 
-	accept  chan *Edge
-	pending chan struct{} // semaphore: incoming connections before Accept
-	done    chan struct{} // closed when Close starts
+	edges   *edgeset.Set[*Edge] // open edges, the accept queue; closed when Close starts
+	pending chan struct{}       // semaphore: incoming connections before Accept
 	// cut, when cancelled, ends negotiations and lingers at once.
 	cut     context.Context
 	cutStop context.CancelFunc
 	wg      sync.WaitGroup // answering, reading and closing goroutines
 	lingers sync.WaitGroup
 
-	mu     sync.Mutex
-	closed bool
-	conns  map[connKey]*conn // every peer connection, until it is closed
-	edges  map[*Edge]struct{}
+	// mu guards conns, and is held around edges.Track, edges.Untrack and
+	// edges.Close, so that whatever finds edges open under mu (tracking an
+	// edge, registering a conn, a wg.Add) is done before Close takes its
+	// snapshot, all of it, or not at all.
+	mu    sync.Mutex
+	conns map[connKey]*conn // every peer connection, until it is closed
 
 	closeOnce sync.Once
 }
@@ -220,11 +222,9 @@ func New(ctx context.Context, cfg Config) (*Transport, error) {
 		linger:    cfg.Linger,
 		handshake: cfg.HandshakeTimeout,
 		log:       cfg.Logger,
-		accept:    make(chan *Edge, acceptBacklog),
+		edges:     edgeset.New[*Edge](acceptBacklog),
 		pending:   make(chan struct{}, maxPending),
-		done:      make(chan struct{}),
 		conns:     make(map[connKey]*conn),
-		edges:     make(map[*Edge]struct{}),
 		pcConf:    webrtc.Configuration{ICEServers: cfg.ICEServers},
 		ipFilter:  cfg.IPFilter,
 	}
@@ -344,7 +344,7 @@ func (t *Transport) Addrs() []string { return []string{t.id} }
 // once the transport is closed, and are ctx's error if ctx ends first. A
 // dial with no answer lasts until ctx ends, or Config.HandshakeTimeout.
 func (t *Transport) Dial(ctx context.Context, addr string) (transport.Edge, error) {
-	if t.isClosed() {
+	if t.edges.Closed() {
 		return nil, t.errClosed("Dial")
 	}
 	if !ValidID(addr) {
@@ -369,7 +369,7 @@ func (t *Transport) Dial(ctx context.Context, addr string) (transport.Edge, erro
 	if err != nil {
 		c.abandon()
 		switch {
-		case t.isClosed():
+		case t.edges.Closed():
 			return nil, t.errClosed("Dial")
 		case ctx.Err() != nil:
 			return nil, ctx.Err()
@@ -487,13 +487,13 @@ func (t *Transport) answer(c *conn, offer webrtc.SessionDescription) {
 	e, err := c.accept(ctx, offer)
 	if err != nil {
 		c.abandon()
-		if !t.isClosed() {
+		if !t.edges.Closed() {
 			c.log.Info("incoming connection failed", "err", err)
 		}
 		return
 	}
 	select {
-	case t.accept <- e:
+	case t.edges.Queue() <- e:
 		c.log.Debug("edge accepted")
 	default:
 		c.log.Warn("closing an incoming edge: the accept backlog is full")
@@ -505,17 +505,7 @@ func (t *Transport) answer(c *conn, offer webrtc.SessionDescription) {
 // error wrapping transport.ErrClosed once the transport is closed, and ctx's
 // error if ctx ends first.
 func (t *Transport) Accept(ctx context.Context) (transport.Edge, error) {
-	if t.isClosed() {
-		return nil, t.errClosed("Accept")
-	}
-	select {
-	case e := <-t.accept:
-		return e, nil
-	case <-t.done:
-		return nil, t.errClosed("Accept")
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return t.edges.Accept(ctx, t.errClosed)
 }
 
 // Close stops accepting, closes every edge of the transport (each peer
@@ -527,12 +517,7 @@ func (t *Transport) Accept(ctx context.Context) (transport.Edge, error) {
 func (t *Transport) Close() error {
 	t.closeOnce.Do(func() {
 		t.mu.Lock()
-		t.closed = true
-		close(t.done)
-		edges := make([]*Edge, 0, len(t.edges))
-		for e := range t.edges {
-			edges = append(edges, e)
-		}
+		edges, _ := t.edges.Close()
 		conns := make([]*conn, 0, len(t.conns))
 		for _, c := range t.conns {
 			conns = append(conns, c)
@@ -555,15 +540,6 @@ func (t *Transport) Close() error {
 	return nil
 }
 
-func (t *Transport) isClosed() bool {
-	select {
-	case <-t.done:
-		return true
-	default:
-		return false
-	}
-}
-
 func (t *Transport) errClosed(op string) error {
 	return fmt.Errorf("webrtc: %s on %s: %w", op, t.id, transport.ErrClosed)
 }
@@ -573,10 +549,9 @@ func (t *Transport) errClosed(op string) error {
 func (t *Transport) track(e *Edge) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.closed {
+	if !t.edges.Track(e) {
 		return false
 	}
-	t.edges[e] = struct{}{}
 	t.wg.Add(1)
 	return true
 }
@@ -586,7 +561,7 @@ func (t *Transport) track(e *Edge) bool {
 func (t *Transport) goTracked(fn func()) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.closed {
+	if t.edges.Closed() {
 		return false
 	}
 	t.wg.Add(1)
@@ -605,7 +580,7 @@ func (t *Transport) forget(c *conn, e *Edge) {
 		delete(t.conns, c.key)
 	}
 	if e != nil {
-		delete(t.edges, e)
+		t.edges.Untrack(e)
 	}
 }
 
