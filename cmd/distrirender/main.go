@@ -16,6 +16,14 @@
 //	distrirender worker --join 192.168.1.10:4300        # machines B, C, ...
 //	distrirender render --join 192.168.1.10:4300 --width 1920 --height 1080
 //
+// Over WebRTC (--transport webrtc) nodes are addressed by PeerJS peer IDs
+// on a signalling server that one node serves (--serve-signal) and the
+// others name (--signal):
+//
+//	distrirender worker --transport webrtc --serve-signal 0.0.0.0:9000 --peer-id a   # machine A
+//	distrirender worker --transport webrtc --signal http://192.168.1.10:9000/ --join a
+//	distrirender render --transport webrtc --signal http://192.168.1.10:9000/ --join a
+//
 // The mesh and the job protocol are unauthenticated: anyone who can reach a
 // node can join the mesh, hand out work and send tiles. Run it on a network
 // you trust. docs/RENDER.md has the details.
@@ -36,9 +44,16 @@ const usage = `usage: distrirender <command> [flags]
 
 commands:
   render   render a frame: on an embedded mesh in this process (no --join,
-           no --listen), or as the coordinator of a LAN cluster
+           --listen, --signal or --serve-signal), or as the coordinator of a
+           LAN cluster
   worker   serve render jobs on a LAN cluster
   help     show this help
+
+transports (--transport): quic (default; --listen/--join HOST:PORT), libp2p
+(multiaddrs), memory (embedded mesh only), webrtc (the embedded mesh serves
+its own signalling server on 127.0.0.1; in a cluster one node serves it with
+--serve-signal HOST:PORT, the others give --signal http://HOST:PORT/, and
+--join takes a peer ID, which --peer-id sets).
 
 "distrirender <command> -h" lists the command's flags.
 `

@@ -5,6 +5,7 @@ import (
 	"context"
 	"image"
 	"image/png"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -109,6 +110,22 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"render", "--slots", "65"}, "--slots"},
 		{[]string{"worker", "--transport", "memory"}, "memory transport"},
 		{[]string{"worker", "--join", "/ip4/127.0.0.1/tcp/1"}, "multiaddr"},
+		{[]string{"worker", "--join", "alice"}, "want HOST:PORT"},
+		// webrtc
+		{[]string{"render", "--transport", "webrtc", "--join", "127.0.0.1:4300", "--signal", "http://127.0.0.1:1/"}, "not a PeerJS peer ID"},
+		{[]string{"worker", "--transport", "webrtc", "--join", "/ip4/127.0.0.1/udp/1/quic-v1", "--signal", "http://127.0.0.1:1/"}, "not a PeerJS peer ID"},
+		{[]string{"worker", "--transport", "webrtc", "--join", "w1"}, "needs a PeerJS signalling server"},
+		{[]string{"render", "--transport", "webrtc", "--join", "w1"}, "needs a PeerJS signalling server"},
+		{[]string{"worker", "--transport", "webrtc", "--listen", "0.0.0.0:4300", "--serve-signal", "127.0.0.1:0"}, "--listen is for quic and libp2p"},
+		{[]string{"render", "--signal", "http://127.0.0.1:1/"}, "--signal is for --transport webrtc"},
+		{[]string{"worker", "--transport", "libp2p", "--serve-signal", "127.0.0.1:0"}, "--serve-signal is for --transport webrtc"},
+		{[]string{"worker", "--transport", "webrtc", "--signal", "127.0.0.1:9000"}, "--signal"},
+		{[]string{"worker", "--transport", "webrtc", "--signal", "ftp://127.0.0.1:9000/"}, "scheme"},
+		{[]string{"worker", "--transport", "webrtc", "--serve-signal", "9000"}, "--serve-signal"},
+		{[]string{"worker", "--transport", "webrtc", "--serve-signal", "127.0.0.1:0", "--peer-id", "no/slash"}, "--peer-id"},
+		{[]string{"worker", "--transport", "webrtc", "--serve-signal", "127.0.0.1:0", "--ice-net", "10.0.0.0/33"}, "--ice-net"},
+		{[]string{"worker", "--transport", "webrtc", "--serve-signal", "127.0.0.1:0", "--ice-net", ","}, "--ice-net"},
+		{[]string{"render", "--transport", "webrtc", "--peer-id", "coordinator"}, "embedded mesh names its nodes"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
@@ -129,7 +146,8 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestEmbeddedRender(t *testing.T) {
-	for _, tr := range []string{"memory", "quic"} {
+	frames := map[string][]byte{}
+	for _, tr := range []string{"memory", "quic", "webrtc"} {
 		t.Run(tr, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "frame.png")
 			var out, errb bytes.Buffer
@@ -138,9 +156,11 @@ func TestEmbeddedRender(t *testing.T) {
 				t.Fatalf("exit %d: %s%s", code, out.String(), errb.String())
 			}
 			t.Logf("%s", out.String())
-			if got := readPNG(t, path); !bytes.Equal(got.Pix, want(t).Pix) {
+			got := readPNG(t, path)
+			if !bytes.Equal(got.Pix, want(t).Pix) {
 				t.Fatal("the embedded mesh's frame differs from a single-node render")
 			}
+			frames[tr] = got.Pix
 			// Which worker renders the 6 tiles depends on timing: each asks
 			// for 4 (2 slots and 2 ahead), so one may take them all.
 			for _, s := range []string{"worker-", "6 tiles of 16x16", "wrote " + path} {
@@ -149,6 +169,9 @@ func TestEmbeddedRender(t *testing.T) {
 				}
 			}
 		})
+	}
+	if !bytes.Equal(frames["webrtc"], frames["quic"]) {
+		t.Error("the frames over webrtc and quic differ")
 	}
 }
 
@@ -199,6 +222,60 @@ func TestClusterOverQUIC(t *testing.T) {
 	if !strings.Contains(wout.String()+w2out.String(), "tiles") {
 		t.Fatalf("workers printed no summary: %q %q", wout.String(), w2out.String())
 	}
+}
+
+// TestClusterOverWebRTC runs the LAN commands over WebRTC on loopback: the
+// second worker starts first and waits for the signalling server, which the
+// first worker then serves; the second joins the first by peer ID, and the
+// coordinator joins the second.
+func TestClusterOverWebRTC(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// A port for the signalling server, free a moment ago.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve := ln.Addr().String()
+	ln.Close()
+	signal := "http://" + serve + "/"
+
+	var w2out, w2err syncBuffer
+	code2 := make(chan int, 1)
+	go func() {
+		code2 <- run(ctx, []string{"worker", "--transport", "webrtc", "--signal", signal, "--peer-id", "w2", "--join", "w1",
+			"--ice-net", "127.0.0.1", "--slots", "1"}, &w2out, &w2err)
+	}()
+	waitFor(t, 10*time.Second, "the second worker to wait for the signalling server", func() bool {
+		return strings.Contains(w2err.String(), "signalling server not reachable; retrying")
+	})
+	var wout, werr syncBuffer
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, []string{"worker", "--transport", "webrtc", "--serve-signal", serve, "--peer-id", "w1",
+			"--ice-net", "127.0.0.0/8", "--slots", "1"}, &wout, &werr)
+	}()
+	waitFor(t, 20*time.Second, "the second worker to join", func() bool { return strings.Contains(w2err.String(), "joined w1") })
+	if !strings.Contains(werr.String(), "other nodes give --signal "+signal) {
+		t.Errorf("the first worker did not say where its signalling server is: %q", werr.String())
+	}
+	path := filepath.Join(t.TempDir(), "frame.png")
+	var out, errb bytes.Buffer
+	args := append([]string{"render", "--transport", "webrtc", "--signal", signal, "--join", "w2", "--ice-net", "127.0.0.0/8", "--out", path}, small...)
+	if c := run(ctx, args, &out, &errb); c != 0 {
+		t.Fatalf("render exit %d: %s%s", c, out.String(), errb.String())
+	}
+	t.Logf("%s", out.String())
+	if got := readPNG(t, path); !bytes.Equal(got.Pix, want(t).Pix) {
+		t.Fatal("the cluster's frame differs from a single-node render")
+	}
+	cancel()
+	for i, c := range []chan int{code, code2} {
+		if got := <-c; got != 0 {
+			t.Fatalf("worker %d exit %d", i+1, got)
+		}
+	}
+	t.Logf("worker 1:\n%s\nworker 2:\n%s", werr.String(), w2err.String())
 }
 
 func TestInterruptedRender(t *testing.T) {

@@ -7,55 +7,112 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"runtime"
 	"strings"
 	"time"
 
+	"github.com/distrirender/distrirender/internal/rtcsetup"
 	"github.com/distrirender/distrirender/node"
 	"github.com/distrirender/distrirender/render"
 	"github.com/distrirender/distrirender/transport"
 	"github.com/distrirender/distrirender/transport/libp2p"
 	"github.com/distrirender/distrirender/transport/memory"
 	"github.com/distrirender/distrirender/transport/quic"
+	"github.com/distrirender/distrirender/transport/webrtc"
 )
 
 // Transport names for --transport.
 const (
 	transportQUIC   = "quic"
 	transportLibp2p = "libp2p"
+	transportWebRTC = "webrtc"
 	transportMemory = "memory"
 )
 
+// webrtcFlags are the flags only --transport webrtc takes.
+var webrtcFlags = []string{"signal", "serve-signal", "peer-id", "ice-net"}
+
 // meshFlags are the flags every command has.
 type meshFlags struct {
-	transport string
-	listen    string
-	join      string
-	slots     int
-	verbose   bool
-	fs        *flag.FlagSet
+	transport   string
+	listen      string
+	join        string
+	signal      string
+	serveSignal string
+	peerID      string
+	iceNet      string
+	ice         func(net.IP) bool // --ice-net, parsed
+	slots       int
+	verbose     bool
+	fs          *flag.FlagSet
 }
 
 func (m *meshFlags) register(fs *flag.FlagSet, listenHelp string) {
 	m.fs = fs
-	fs.StringVar(&m.transport, "transport", transportQUIC, "`KIND` of transport: quic, libp2p, or memory (memory only for the embedded mesh)")
+	fs.StringVar(&m.transport, "transport", transportQUIC, "`KIND` of transport: quic, libp2p, webrtc, or memory (memory only for the embedded mesh)")
 	fs.StringVar(&m.listen, "listen", "", listenHelp)
-	fs.StringVar(&m.join, "join", "", "`ADDR` of a node of the cluster to join (quic: HOST:PORT; libp2p: a multiaddr ending in /p2p/ID)")
+	fs.StringVar(&m.join, "join", "", "`ADDR` of a node of the cluster to join (quic: HOST:PORT; libp2p: a multiaddr ending in /p2p/ID; webrtc: the node's peer ID)")
+	fs.StringVar(&m.signal, "signal", "", "webrtc cluster: `URL` of the PeerJS signalling server every node of the cluster uses, http://HOST:PORT/ (default: the one --serve-signal serves)")
+	fs.StringVar(&m.serveSignal, "serve-signal", "", "webrtc cluster: serve the cluster's PeerJS signalling server in this process, on TCP `HOST:PORT` (e.g. 0.0.0.0:9000); give it to one node, the others --signal http://ITS-ADDRESS:PORT/")
+	fs.StringVar(&m.peerID, "peer-id", "", "webrtc cluster: this node's `ID` on the signalling server, which other nodes --join: letters and digits, with - or _ between (default: one the server hands out)")
+	fs.StringVar(&m.iceNet, "ice-net", "", "webrtc cluster: the networks whose addresses the data channels may use, `CIDR[,...]`, e.g. 192.168.1.0/24 (default: every address but link-local ones)")
 	fs.IntVar(&m.slots, "slots", 0, fmt.Sprintf("tiles each worker renders at once (default GOMAXPROCS, %d here; at most %d)", runtime.GOMAXPROCS(0), render.MaxSlots))
 	fs.BoolVar(&m.verbose, "v", false, "log what the nodes and the job protocol do")
 }
 
 func (m *meshFlags) validate() error {
 	switch m.transport {
-	case transportQUIC, transportLibp2p, transportMemory:
+	case transportQUIC, transportLibp2p, transportWebRTC, transportMemory:
 	default:
-		return usagef("--transport %q: want quic, libp2p or memory", m.transport)
+		return usagef("--transport %q: want quic, libp2p, webrtc or memory", m.transport)
 	}
 	if m.slots < 0 || m.slots > render.MaxSlots {
 		return usagef("--slots %d: want 0 (GOMAXPROCS) to %d", m.slots, render.MaxSlots)
 	}
-	if m.join != "" && m.transport == transportQUIC && strings.HasPrefix(m.join, "/") {
+	if m.transport != transportWebRTC {
+		for _, f := range webrtcFlags {
+			if m.set(f) {
+				return usagef("--%s is for --transport webrtc", f)
+			}
+		}
+	}
+	switch {
+	case m.join == "":
+	case m.transport == transportQUIC && strings.HasPrefix(m.join, "/"):
 		return usagef("--join %q is a multiaddr: use --transport libp2p, or a HOST:PORT", m.join)
+	case m.transport == transportQUIC:
+		if _, _, err := net.SplitHostPort(m.join); err != nil {
+			return usagef("--join %q: want HOST:PORT (a PeerJS peer ID needs --transport webrtc)", m.join)
+		}
+	case m.transport == transportWebRTC && !webrtc.ValidID(m.join):
+		return usagef("--join %q is not a PeerJS peer ID: with --transport webrtc, give the peer ID a node printed (or its --peer-id), and the server's URL as --signal", m.join)
+	}
+	if m.transport != transportWebRTC {
+		return nil
+	}
+	if m.set("listen") {
+		return usagef("--listen is for quic and libp2p: a webrtc node is named by --peer-id and found through the signalling server (--signal, --serve-signal)")
+	}
+	if m.signal != "" {
+		if err := rtcsetup.CheckSignalURL(m.signal); err != nil {
+			return usageError{error: err}
+		}
+	}
+	if m.set("serve-signal") {
+		if _, _, err := net.SplitHostPort(m.serveSignal); err != nil {
+			return usagef("--serve-signal %q: want HOST:PORT, such as 0.0.0.0:9000", m.serveSignal)
+		}
+	}
+	if m.set("peer-id") && !webrtc.ValidID(m.peerID) {
+		return usagef("--peer-id %q: want letters and digits, with single -, _ or spaces between them (at most 128 bytes)", m.peerID)
+	}
+	if m.set("ice-net") {
+		f, err := rtcsetup.ParseICENet(m.iceNet)
+		if err != nil {
+			return usageError{error: err}
+		}
+		m.ice = f
 	}
 	return nil
 }
@@ -79,6 +136,54 @@ func (m *meshFlags) clusterListen() string {
 	return "0.0.0.0:0"
 }
 
+// nodeSpec says which transport a node gets, and where.
+type nodeSpec struct {
+	kind   string
+	listen string          // quic, libp2p: the address to listen on
+	mem    *memory.Network // memory: the network
+	// name is the node's address on mem, or its webrtc peer ID ("": one
+	// the signalling server hands out).
+	name   string
+	signal string            // webrtc: the signalling server's URL
+	ice    func(net.IP) bool // webrtc: the addresses ICE may use (nil: loopback)
+	// waitSignal has a webrtc node wait for an unreachable signalling
+	// server, for at most signalPatience (0: no limit).
+	waitSignal     bool
+	signalPatience time.Duration
+	// signalHint is the --signal URL other machines use (webrtc).
+	signalHint string
+}
+
+// clusterSpec returns the spec of this process's node in a LAN cluster.
+// With --serve-signal it first serves the signalling server; stop, to call
+// after the node is closed, stops it.
+func (m *meshFlags) clusterSpec(stderr io.Writer, log *slog.Logger) (spec nodeSpec, stop func(), err error) {
+	spec = nodeSpec{kind: m.transport, listen: m.clusterListen()}
+	stop = func() {}
+	if m.transport != transportWebRTC {
+		return spec, stop, nil
+	}
+	if m.signal == "" && m.serveSignal == "" {
+		return spec, stop, usagef("a webrtc cluster needs a PeerJS signalling server: --signal URL of a running one, or --serve-signal HOST:PORT to serve one in this process")
+	}
+	spec = nodeSpec{kind: m.transport, name: m.peerID, signal: m.signal, ice: m.ice, signalHint: m.signal, waitSignal: true}
+	if spec.ice == nil {
+		spec.ice = rtcsetup.ClusterICE
+	}
+	if m.serveSignal != "" {
+		srv, err := rtcsetup.Serve(m.serveSignal, log.With("component", "signal"))
+		if err != nil {
+			return spec, stop, fmt.Errorf("--serve-signal: %w", err)
+		}
+		fmt.Fprintf(stderr, "signalling server listening on %s: other nodes give --signal %s\n", srv.Addr, srv.PublicURL())
+		if spec.signal == "" {
+			spec.signal, spec.signalHint = srv.URL, srv.PublicURL()
+		}
+		stop = srv.Close
+	}
+	return spec, stop, nil
+}
+
 // newLogger logs warnings to w, or everything with verbose.
 func newLogger(w io.Writer, verbose bool, level slog.Level) *slog.Logger {
 	if verbose {
@@ -87,32 +192,46 @@ func newLogger(w io.Writer, verbose bool, level slog.Level) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 }
 
-// newTransport opens a transport of the given kind. name is the node's
-// address on the memory network mem.
-func newTransport(kind, listen string, mem *memory.Network, name string, log *slog.Logger) (transport.Transport, error) {
-	switch kind {
+// newTransport opens the transport s says.
+func newTransport(ctx context.Context, s nodeSpec, log *slog.Logger) (transport.Transport, error) {
+	switch s.kind {
 	case transportQUIC:
-		return quic.Listen(listen, quic.Config{Logger: log})
+		return quic.Listen(s.listen, quic.Config{Logger: log})
 	case transportLibp2p:
 		var addrs []string
-		if listen != "" {
-			addrs = []string{listen}
+		if s.listen != "" {
+			addrs = []string{s.listen}
 		}
 		return libp2p.New(libp2p.Config{ListenAddrs: addrs, Logger: log})
+	case transportWebRTC:
+		tlog := log
+		if !log.Enabled(ctx, slog.LevelDebug) {
+			tlog = slog.New(rtcsetup.QuietPion(log.Handler()))
+		}
+		cfg := webrtc.Config{Server: s.signal, ID: s.name, IPFilter: s.ice, Logger: tlog}
+		if s.waitSignal {
+			return rtcsetup.Open(ctx, cfg, s.signalPatience, log)
+		}
+		ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		return webrtc.New(ctx, cfg)
 	case transportMemory:
-		if mem == nil {
+		if s.mem == nil {
 			return nil, usagef("the memory transport exists only inside one process: use it for the embedded mesh")
 		}
-		return mem.Listen(name)
+		return s.mem.Listen(s.name)
 	}
-	return nil, usagef("unknown transport %q", kind)
+	return nil, usagef("unknown transport %q", s.kind)
 }
 
 // newNode makes a node on a new transport; the node owns the transport.
-func newNode(kind, listen string, mem *memory.Network, name string, log *slog.Logger) (*node.Node, error) {
-	tr, err := newTransport(kind, listen, mem, name, log)
+func newNode(ctx context.Context, s nodeSpec, log *slog.Logger) (*node.Node, error) {
+	tr, err := newTransport(ctx, s, log)
 	if err != nil {
-		return nil, fmt.Errorf("listen %s on %s: %w", kind, listen, err)
+		if s.kind == transportWebRTC {
+			return nil, fmt.Errorf("webrtc on signalling server %s: %w", s.signal, err)
+		}
+		return nil, fmt.Errorf("listen %s on %s: %w", s.kind, s.listen, err)
 	}
 	n, err := node.New(tr, node.WithLogger(log))
 	if err != nil {
@@ -120,6 +239,14 @@ func newNode(kind, listen string, mem *memory.Network, name string, log *slog.Lo
 		return nil, err
 	}
 	return n, nil
+}
+
+// describe says where node n, made from s, can be reached.
+func (s nodeSpec) describe(n *node.Node) string {
+	if s.kind == transportWebRTC {
+		return fmt.Sprintf("peer ID %s (webrtc, signalling server %s)", n.Addrs()[0], s.signal)
+	}
+	return strings.Join(n.Addrs(), ", ")
 }
 
 // join connects n to addr, retrying with back-off until it succeeds, ctx ends

@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/distrirender/distrirender/internal/rtcsetup"
 	"github.com/distrirender/distrirender/node"
 	"github.com/distrirender/distrirender/render"
 	"github.com/distrirender/distrirender/transport/memory"
@@ -46,7 +47,7 @@ func cmdRender(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("distrirender render", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o renderOpts
-	o.register(fs, "`ADDR` to listen on as the coordinator of a LAN cluster (default 0.0.0.0:0 with --join); without --join and --listen the mesh is embedded")
+	o.register(fs, "`ADDR` to listen on as the coordinator of a LAN cluster (default 0.0.0.0:0 with --join); without --join, --listen, --signal and --serve-signal the mesh is embedded")
 	fs.IntVar(&o.job.Width, "width", defaultWidth, "frame width in pixels")
 	fs.IntVar(&o.job.Height, "height", defaultHeight, "frame height in pixels")
 	fs.IntVar(&o.job.Samples, "samples", defaultSamples, "samples (paths) per pixel")
@@ -71,7 +72,7 @@ func cmdRender(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if _, err := render.Lookup(o.job.Scene); err != nil {
 		return usageError{error: err}
 	}
-	embedded := o.join == "" && !o.set("listen")
+	embedded := o.join == "" && !o.set("listen") && !o.set("signal") && !o.set("serve-signal")
 	switch {
 	case o.workers < 0 || o.workers > maxWorkers:
 		return usagef("--workers %d: want 0 to %d", o.workers, maxWorkers)
@@ -83,6 +84,8 @@ func cmdRender(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usagef("--workers is for the embedded mesh; a cluster's workers are started with \"distrirender worker\"")
 	case !embedded && o.transport == transportMemory:
 		return usagef("the memory transport exists only inside one process: use it without --join and --listen")
+	case embedded && (o.set("peer-id") || o.set("ice-net")):
+		return usagef("--peer-id and --ice-net are for a webrtc cluster node (with --join, --signal or --serve-signal): the embedded mesh names its nodes and stays on loopback")
 	}
 	switch o.progress {
 	case "auto", "on", "off":
@@ -103,17 +106,26 @@ func (o *renderOpts) bar(stderr io.Writer) *progressBar {
 // coordinator, and workers that each join it.
 func (o *renderOpts) embedded(ctx context.Context, stdout, stderr io.Writer) error {
 	log := newLogger(stderr, o.verbose, slog.LevelWarn)
-	var mem *memory.Network
-	listen := ""
+	spec := nodeSpec{kind: o.transport}
 	switch o.transport {
 	case transportMemory:
-		mem = memory.NewNetwork(memory.Config{})
-		defer mem.Close()
+		spec.mem = memory.NewNetwork(memory.Config{})
+		defer spec.mem.Close()
 	case transportQUIC:
-		listen = "127.0.0.1:0"
+		spec.listen = "127.0.0.1:0"
+	case transportWebRTC:
+		// A signalling server of the mesh's own, on loopback; ICE stays on
+		// loopback too (the transport's default). Closed after the nodes.
+		srv, err := rtcsetup.Serve("127.0.0.1:0", log.With("component", "signal"))
+		if err != nil {
+			return fmt.Errorf("signalling server: %w", err)
+		}
+		defer srv.Close()
+		spec.signal = srv.URL
 	}
 	names := map[uuid.UUID]string{}
-	coord, err := newNode(o.transport, listen, mem, "coordinator", log.With("node", "coordinator"))
+	spec.name = "coordinator"
+	coord, err := newNode(ctx, spec, log.With("node", "coordinator"))
 	if err != nil {
 		return err
 	}
@@ -133,7 +145,8 @@ func (o *renderOpts) embedded(ctx context.Context, stdout, stderr io.Writer) err
 	for i := 1; i <= o.workers; i++ {
 		name := fmt.Sprintf("worker-%d", i)
 		wlog := log.With("node", name)
-		n, err := newNode(o.transport, listen, mem, name, wlog)
+		spec.name = name
+		n, err := newNode(ctx, spec, wlog)
 		if err != nil {
 			return err
 		}
@@ -156,12 +169,18 @@ func (o *renderOpts) embedded(ctx context.Context, stdout, stderr io.Writer) err
 // the render.
 func (o *renderOpts) cluster(ctx context.Context, stdout, stderr io.Writer) error {
 	log := newLogger(stderr, o.verbose, slog.LevelWarn)
-	n, err := newNode(o.transport, o.clusterListen(), nil, "", log)
+	spec, stopSignal, err := o.clusterSpec(stderr, log)
+	if err != nil {
+		return err
+	}
+	defer stopSignal()
+	spec.signalPatience = 30 * time.Second // as for --join
+	n, err := newNode(ctx, spec, log)
 	if err != nil {
 		return err
 	}
 	defer n.Close()
-	fmt.Fprintf(stderr, "coordinator %s listening on %s\n", n.ID(), strings.Join(n.Addrs(), ", "))
+	fmt.Fprintf(stderr, "coordinator %s listening on %s\n", n.ID(), spec.describe(n))
 	if o.join != "" {
 		if err := join(ctx, n, o.join, 30*time.Second, log); err != nil {
 			return err
@@ -174,7 +193,11 @@ func (o *renderOpts) cluster(ctx context.Context, stdout, stderr io.Writer) erro
 			wg.Wait()
 		}()
 	} else {
-		fmt.Fprintf(stderr, "waiting for workers: distrirender worker --transport %s --join %s\n", o.transport, n.Addrs()[0])
+		signal := ""
+		if spec.kind == transportWebRTC {
+			signal = " --signal " + spec.signalHint
+		}
+		fmt.Fprintf(stderr, "waiting for workers: distrirender worker --transport %s%s --join %s\n", o.transport, signal, n.Addrs()[0])
 	}
 	return o.coordinate(ctx, n, map[uuid.UUID]string{n.ID(): "coordinator"}, log, stdout, stderr)
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -25,15 +24,20 @@ func cmdWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if m.transport == transportMemory {
-		return usagef("the memory transport exists only inside one process: a worker needs quic or libp2p")
+		return usagef("the memory transport exists only inside one process: a worker needs quic, libp2p or webrtc")
 	}
 	log := newLogger(stderr, m.verbose, slog.LevelInfo)
-	n, err := newNode(m.transport, m.clusterListen(), nil, "", log)
+	spec, stopSignal, err := m.clusterSpec(stderr, log)
+	if err != nil {
+		return err
+	}
+	defer stopSignal()
+	n, err := newNode(ctx, spec, log)
 	if err != nil {
 		return err
 	}
 	defer n.Close()
-	fmt.Fprintf(stderr, "worker %s listening on %s\n", n.ID(), strings.Join(n.Addrs(), ", "))
+	fmt.Fprintf(stderr, "worker %s listening on %s\n", n.ID(), spec.describe(n))
 	if m.join != "" {
 		if err := join(ctx, n, m.join, 0, log); err != nil {
 			return err

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +18,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/distrirender/distrirender/internal/rtcsetup"
+	"github.com/distrirender/distrirender/transport/webrtc"
 )
 
 // envPrefix starts the environment variable of every flag: --max-connections
@@ -53,9 +57,20 @@ func (f levelFlag) String() string {
 }
 func (f levelFlag) Set(v string) error { return f.l.UnmarshalText([]byte(v)) }
 
+// Transports of --transport.
+const (
+	transportQUIC   = "quic"
+	transportWebRTC = "webrtc"
+)
+
 // runConfig is the daemon's configuration: the flags of `meshnode run`.
 type runConfig struct {
+	Transport        string
 	Listen           string
+	Signal           string
+	ServeSignal      string
+	PeerID           string
+	ICENet           listFlag
 	Advertise        listFlag
 	Join             listFlag
 	API              string
@@ -70,13 +85,30 @@ type runConfig struct {
 	MinConnections   int
 	JoinTimeout      time.Duration
 	ShutdownTimeout  time.Duration
+
+	// given holds the flags set on the command line, in the environment or
+	// in the config file (noteGiven); nil when the config was built in code.
+	given map[string]bool
+	// ice is --ice-net, parsed by validate.
+	ice func(net.IP) bool
+}
+
+// noteGiven records the flags of fs that were set, by any source.
+func (c *runConfig) noteGiven(fs *flag.FlagSet) {
+	c.given = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { c.given[f.Name] = true })
 }
 
 // runFlags defines the flags of `meshnode run` on fs, with their defaults.
 func runFlags(fs *flag.FlagSet, c *runConfig) {
+	fs.StringVar(&c.Transport, "transport", transportQUIC, "`KIND` of transport: quic, or webrtc (data channels, signalled through a PeerJS server: see --signal)")
 	fs.StringVar(&c.Listen, "listen", "0.0.0.0:4242", "`HOST:PORT` of the QUIC (UDP) socket; 0.0.0.0 advertises every interface address")
+	fs.StringVar(&c.Signal, "signal", "", "webrtc: `URL` of the PeerJS signalling server every node of the mesh uses, http://HOST:PORT/ (default: the one --serve-signal serves)")
+	fs.StringVar(&c.ServeSignal, "serve-signal", "", "webrtc: serve the mesh's PeerJS signalling server in this daemon, on TCP `HOST:PORT` (e.g. 0.0.0.0:9000); the other nodes give --signal http://ITS-ADDRESS:PORT/")
+	fs.StringVar(&c.PeerID, "peer-id", "", "webrtc: this node's `NAME` on the signalling server, which is its address (--join, connect): letters and digits, with - or _ between (default: the node's UUID)")
+	fs.Var(&c.ICENet, "ice-net", "webrtc: the networks whose addresses the data channels may use, `CIDR[,...]`, e.g. 192.168.1.0/24 (default: every address but link-local ones)")
 	fs.Var(&c.Advertise, "advertise", "`HOST:PORT[,...]` to advertise to other nodes instead of the listen socket's addresses (NAT, multi-homed hosts)")
-	fs.Var(&c.Join, "join", "`HOST:PORT[,...]` of nodes to join through, tried in turn and retried with back-off until one accepts")
+	fs.Var(&c.Join, "join", "`ADDR[,...]` of nodes to join through (quic: HOST:PORT; webrtc: peer IDs), tried in turn and retried with back-off until one accepts")
 	fs.StringVar(&c.API, "api", "127.0.0.1:7070", "`HOST:PORT` of the HTTP JSON API (unauthenticated: keep it on loopback); empty to disable")
 	fs.Var(&c.APIAllowHost, "api-allow-host", "`NAME[,...]` host names the API answers to besides IP addresses and localhost (DNS rebinding protection); * for any")
 	fs.BoolVar(&c.Discover, "discover", false, "find other nodes on the LAN by mDNS (_distrirender._udp) and announce this one")
@@ -94,8 +126,20 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 
 // validate checks what the flag types do not.
 func (c *runConfig) validate() error {
-	if c.Listen == "" {
-		return errors.New("--listen is required")
+	switch c.Transport {
+	case "", transportQUIC:
+		if c.Listen == "" {
+			return errors.New("--listen is required")
+		}
+		if c.Signal != "" || c.ServeSignal != "" || c.PeerID != "" || len(c.ICENet) > 0 {
+			return errors.New("--signal, --serve-signal, --peer-id and --ice-net are for --transport webrtc")
+		}
+	case transportWebRTC:
+		if err := c.validateWebRTC(); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("--transport %q: want quic or webrtc", c.Transport)
 	}
 	if c.ID != "" && c.IDFile != "" {
 		return errors.New("give --id or --id-file, not both")
@@ -119,6 +163,49 @@ func (c *runConfig) validate() error {
 	}
 	if c.JoinTimeout <= 0 || c.ShutdownTimeout <= 0 {
 		return errors.New("--join-timeout and --shutdown-timeout must be positive")
+	}
+	return nil
+}
+
+// validateWebRTC checks the flags of --transport webrtc.
+func (c *runConfig) validateWebRTC() error {
+	if c.Signal == "" && c.ServeSignal == "" {
+		return errors.New("--transport webrtc needs a PeerJS signalling server: --signal URL of a running one, or --serve-signal HOST:PORT to serve one")
+	}
+	if c.given["listen"] {
+		return errors.New("--listen is for quic: a webrtc node is reached by its peer ID (--peer-id, default its UUID) through the signalling server")
+	}
+	if len(c.Advertise) > 0 {
+		return errors.New("--advertise is for quic: a webrtc node's address is its peer ID (--peer-id)")
+	}
+	if c.Discover {
+		return errors.New("--discover (mDNS) is for quic: webrtc nodes find each other through the signalling server; --join a peer ID")
+	}
+	if c.Signal != "" {
+		if err := rtcsetup.CheckSignalURL(c.Signal); err != nil {
+			return err
+		}
+	}
+	if c.ServeSignal != "" {
+		if _, _, err := net.SplitHostPort(c.ServeSignal); err != nil {
+			return fmt.Errorf("--serve-signal %q: want HOST:PORT, such as 0.0.0.0:9000", c.ServeSignal)
+		}
+	}
+	if c.PeerID != "" && !webrtc.ValidID(c.PeerID) {
+		return fmt.Errorf("--peer-id %q: want letters and digits, with single -, _ or spaces between them (at most 128 bytes)", c.PeerID)
+	}
+	for _, j := range c.Join {
+		if !webrtc.ValidID(j) {
+			return fmt.Errorf("--join %q is not a PeerJS peer ID: with --transport webrtc, give the nodes' peer IDs (their --peer-id, or UUID), and the server's URL as --signal", j)
+		}
+	}
+	c.ice = rtcsetup.ClusterICE
+	if len(c.ICENet) > 0 {
+		f, err := rtcsetup.ParseICENet(strings.Join(c.ICENet, ","))
+		if err != nil {
+			return err
+		}
+		c.ice = f
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -28,6 +29,7 @@ func parseRun(t *testing.T, args []string, env map[string]string) (runConfig, er
 		return c, err
 	}
 	err := applySources(fs, func(k string) string { return env[k] })
+	c.noteGiven(fs)
 	return c, err
 }
 
@@ -157,6 +159,19 @@ func TestValidate(t *testing.T) {
 		{[]string{"--min-connections", "-1"}, "--min-connections"},
 		{[]string{"--listen", ""}, "--listen"},
 		{[]string{"--discover-interval", "10ms"}, "--discover-interval"},
+		{[]string{"--transport", "carrier-pigeon"}, "--transport"},
+		{[]string{"--signal", "http://127.0.0.1:9000/"}, "for --transport webrtc"},
+		{[]string{"--peer-id", "alpha"}, "for --transport webrtc"},
+		{[]string{"--transport", "webrtc"}, "needs a PeerJS signalling server"},
+		{[]string{"--transport", "webrtc", "--signal", "http://h:9000/", "--listen", "0.0.0.0:4242"}, "--listen is for quic"},
+		{[]string{"--transport", "webrtc", "--signal", "http://h:9000/", "--advertise", "10.0.0.1:4242"}, "--advertise is for quic"},
+		{[]string{"--transport", "webrtc", "--signal", "http://h:9000/", "--discover"}, "--discover (mDNS) is for quic"},
+		{[]string{"--transport", "webrtc", "--signal", "http://h:9000/", "--join", "alpha,10.0.0.1:4242"}, `--join "10.0.0.1:4242" is not a PeerJS peer ID`},
+		{[]string{"--transport", "webrtc", "--signal", "h:9000"}, "--signal"},
+		{[]string{"--transport", "webrtc", "--signal", "ftp://h:9000/"}, "scheme"},
+		{[]string{"--transport", "webrtc", "--serve-signal", "9000"}, "--serve-signal"},
+		{[]string{"--transport", "webrtc", "--serve-signal", ":9000", "--peer-id", "a/b"}, "--peer-id"},
+		{[]string{"--transport", "webrtc", "--serve-signal", ":9000", "--ice-net", "10.0.0.0/8,300.0.0.0/8"}, "--ice-net"},
 	}
 	for _, tc := range cases {
 		c, err := parseRun(t, tc.args, nil)
@@ -165,6 +180,72 @@ func TestValidate(t *testing.T) {
 		}
 		if err := c.validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v, want an error containing %q", tc.args, err, tc.want)
+		}
+	}
+	// --listen with webrtc is refused from any source, not only the command line.
+	c, err := parseRun(t, []string{"--transport", "webrtc", "--serve-signal", ":9000"}, map[string]string{"MESHNODE_LISTEN": "0.0.0.0:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.validate(); err == nil || !strings.Contains(err.Error(), "--listen") {
+		t.Errorf("MESHNODE_LISTEN with webrtc: %v", err)
+	}
+}
+
+// TestConfigWebRTC sets the webrtc flags from a config file, the
+// environment and the command line.
+func TestConfigWebRTC(t *testing.T) {
+	kv := writeFile(t, "meshnode.conf", `
+transport = webrtc
+signal = http://192.168.1.10:9000/
+peer_id = beta
+join = alpha, gamma
+ice-net = 192.168.1.0/24, 10.0.0.0/8
+`)
+	js := writeFile(t, "meshnode.json", `{"transport": "webrtc", "signal": "http://192.168.1.10:9000/", "peer-id": "beta",
+		"join": ["alpha", "gamma"], "ice-net": ["192.168.1.0/24", "10.0.0.0/8"]}`)
+	for _, file := range []string{kv, js} {
+		c, err := parseRun(t, []string{"--config", file}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.validate(); err != nil {
+			t.Fatal(err)
+		}
+		if c.Transport != "webrtc" || c.Signal != "http://192.168.1.10:9000/" || c.PeerID != "beta" ||
+			!slices.Equal(c.Join, []string{"alpha", "gamma"}) || !slices.Equal(c.ICENet, []string{"192.168.1.0/24", "10.0.0.0/8"}) {
+			t.Errorf("%s: config %+v", file, c)
+		}
+		if !c.ice(net.ParseIP("10.1.2.3")) || !c.ice(net.ParseIP("192.168.1.7")) || c.ice(net.ParseIP("127.0.0.1")) || c.ice(net.ParseIP("192.168.2.1")) {
+			t.Errorf("%s: --ice-net filter wrong", file)
+		}
+	}
+	c, err := parseRun(t, []string{"--config", kv, "--peer-id", "delta"}, map[string]string{
+		"MESHNODE_SERVE_SIGNAL": "0.0.0.0:9000", "MESHNODE_SIGNAL": "http://127.0.0.1:9000/", "MESHNODE_PEER_ID": "epsilon", "MESHNODE_ICE_NET": "127.0.0.1",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.ServeSignal != "0.0.0.0:9000" || c.Signal != "http://127.0.0.1:9000/" || c.PeerID != "delta" || !slices.Equal(c.ICENet, []string{"127.0.0.1"}) {
+		t.Errorf("env and flag over file: %+v", c)
+	}
+	if !c.ice(net.ParseIP("127.0.0.1")) || c.ice(net.ParseIP("127.0.0.2")) {
+		t.Error("--ice-net 127.0.0.1 is not that one address")
+	}
+	// Without --ice-net, every address but link-local ones.
+	c, err = parseRun(t, []string{"--transport", "webrtc", "--serve-signal", ":9000"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.validate(); err != nil {
+		t.Fatal(err)
+	}
+	for ip, want := range map[string]bool{"192.168.1.7": true, "127.0.0.1": true, "2001:db8::1": true, "169.254.1.1": false, "fe80::1": false} {
+		if got := c.ice(net.ParseIP(ip)); got != want {
+			t.Errorf("default ICE filter(%s) = %v", ip, got)
 		}
 	}
 }
@@ -222,6 +303,7 @@ func TestUsageExitCodes(t *testing.T) {
 		{[]string{"run", "-h"}, exitOK},
 		{[]string{"run", "--max-connections", "0"}, exitUsage},
 		{[]string{"run", "extra"}, exitUsage},
+		{[]string{"run", "--transport", "webrtc", "--join", "10.0.0.1:4242"}, exitUsage},
 		{[]string{"send", "only-one-arg"}, exitUsage},
 		{[]string{"status", "--api", "127.0.0.1:1"}, exitError}, // nothing listens on port 1
 	}

@@ -91,7 +91,9 @@ func startInproc(t *testing.T, mem *memory.Network, name string, c runConfig) *i
 	d := &inproc{log: lw, cancel: cancel, done: make(chan error, 1)}
 	ready := make(chan struct{})
 	deps := daemonDeps{
-		listen: func(addr string, _ *slog.Logger) (transport.Transport, error) { return mem.Listen(addr) },
+		listen: func(_ context.Context, s listenSpec, _ *slog.Logger) (transport.Transport, error) {
+			return mem.Listen(s.addr)
+		},
 		logOut: lw,
 		ready: func(n *node.Node, apiAddr string) {
 			d.n, d.api = n, meshapi.NewClient(apiAddr)
@@ -201,7 +203,9 @@ func TestDaemonJoin(t *testing.T) {
 func TestDaemonStartErrors(t *testing.T) {
 	mem := memory.NewNetwork(memory.Config{Seed: 1})
 	defer mem.Close()
-	listen := func(addr string, _ *slog.Logger) (transport.Transport, error) { return mem.Listen(addr) }
+	listen := func(_ context.Context, s listenSpec, _ *slog.Logger) (transport.Transport, error) {
+		return mem.Listen(s.addr)
+	}
 	c := runConfig{Listen: "a", API: "127.0.0.1:0", MaxConnections: 10, LogFormat: "text", IDFile: t.TempDir()} // a directory
 	err := runDaemon(context.Background(), &c, daemonDeps{listen: listen, logOut: &logWriter{t: t}})
 	if err == nil || !strings.Contains(err.Error(), "--id-file") {
@@ -221,7 +225,7 @@ func TestDaemonStartErrors(t *testing.T) {
 	boom := errors.New("boom")
 	c = runConfig{Listen: "b", API: "", MaxConnections: 10, LogFormat: "text"}
 	err = runDaemon(context.Background(), &c, daemonDeps{
-		listen: func(string, *slog.Logger) (transport.Transport, error) { return nil, boom }, logOut: &logWriter{t: t},
+		listen: func(context.Context, listenSpec, *slog.Logger) (transport.Transport, error) { return nil, boom }, logOut: &logWriter{t: t},
 	})
 	if !errors.Is(err, boom) {
 		t.Errorf("listen failure: %v", err)

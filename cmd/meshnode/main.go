@@ -1,9 +1,14 @@
-// Command meshnode is the mesh node daemon for LAN clusters over QUIC, and
-// the client of its local HTTP API.
+// Command meshnode is the mesh node daemon for LAN clusters over QUIC (or
+// WebRTC), and the client of its local HTTP API.
 //
 //	meshnode run --listen 0.0.0.0:4242 --join 10.0.0.1:4242 [--discover]
-//	meshnode status | topology | recv [--events] | connect HOST:PORT
+//	meshnode run --transport webrtc --signal http://10.0.0.1:9000/ --join PEER-ID
+//	meshnode status | topology | recv [--events] | connect ADDR
 //	meshnode send UUID TEXT | broadcast TEXT
+//
+// Over WebRTC a node's address is its PeerJS peer ID (--peer-id, default
+// its UUID) on a signalling server: one daemon serves it with
+// --serve-signal HOST:PORT, or any PeerJS server will do.
 //
 // Every flag can also be set by an environment variable (--max-connections
 // is MESHNODE_MAX_CONNECTIONS) or a config file (--config PATH, JSON or
@@ -23,7 +28,7 @@ import (
 	"syscall"
 )
 
-const usage = `meshnode: a mesh node daemon for LAN clusters over QUIC, and its client.
+const usage = `meshnode: a mesh node daemon for LAN clusters over QUIC or WebRTC, and its client.
 
 Usage:
   meshnode run [flags]              run a node (see meshnode run -h)
@@ -32,7 +37,7 @@ Usage:
   meshnode send UUID TEXT [flags]   send TEXT to node UUID ("-" reads the body from stdin)
   meshnode broadcast TEXT [flags]   send TEXT to every node ("-" reads stdin)
   meshnode recv [flags]             print received messages until interrupted
-  meshnode connect HOST:PORT        open an edge to another node
+  meshnode connect ADDR             open an edge to another node (HOST:PORT, or a peer ID over webrtc)
 
 Client flags: --api HOST:PORT (default 127.0.0.1:7070), --json, --config PATH;
 recv also takes --events. Every flag can be set as MESHNODE_<FLAG> in the
@@ -106,7 +111,12 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, getenv func(st
 	fs.String("config", "", "`PATH` of a config file (JSON, or key = value lines); keys are flag names")
 	runFlags(fs, &c)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: meshnode run [flags]\n\nRuns a mesh node until SIGINT or SIGTERM, then leaves the mesh cleanly.\nEvery flag can be set as MESHNODE_<FLAG> (e.g. MESHNODE_JOIN) or in the config file.\n\n")
+		fmt.Fprintf(stderr, "Usage: meshnode run [flags]\n\nRuns a mesh node until SIGINT or SIGTERM, then leaves the mesh cleanly.\n"+
+			"Every flag can be set as MESHNODE_<FLAG> (e.g. MESHNODE_JOIN) or in the config file.\n\n"+
+			"Over WebRTC (--transport webrtc), nodes meet on a PeerJS signalling server: one\n"+
+			"daemon serves it (--serve-signal 0.0.0.0:9000), the others name it\n"+
+			"(--signal http://HOST:9000/); --join and connect take peer IDs (--peer-id,\n"+
+			"default the node's UUID), and --listen, --advertise and --discover do not apply.\n\n")
 		fs.PrintDefaults()
 	}
 	pos, err := parseArgs(fs, args)
@@ -122,8 +132,9 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, getenv func(st
 	if err := applySources(fs, getenv); err != nil {
 		return usageError{err}
 	}
+	c.noteGiven(fs)
 	if err := c.validate(); err != nil {
 		return usageError{err}
 	}
-	return runDaemon(ctx, &c, daemonDeps{listen: listenQUIC, logOut: stderr})
+	return runDaemon(ctx, &c, daemonDeps{listen: listenTransport, logOut: stderr})
 }

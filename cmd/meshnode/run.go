@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/distrirender/distrirender/internal/meshapi"
+	"github.com/distrirender/distrirender/internal/rtcsetup"
 	"github.com/distrirender/distrirender/node"
 )
 
@@ -53,9 +54,41 @@ func runDaemon(ctx context.Context, c *runConfig, deps daemonDeps) error {
 	if err != nil {
 		return err
 	}
-	tr, err := deps.listen(c.Listen, log.With("component", "transport"))
+	spec := listenSpec{transport: c.Transport, addr: c.Listen}
+	if spec.transport == "" {
+		spec.transport = transportQUIC
+	}
+	where := c.Listen
+	if c.Transport == transportWebRTC {
+		// The peer ID is the node's UUID unless --peer-id names it.
+		if id == uuid.Nil {
+			id = uuid.New()
+		}
+		spec.addr, spec.signal, spec.ice = c.PeerID, c.Signal, c.ice
+		if spec.addr == "" {
+			spec.addr = id.String()
+		}
+		if c.ServeSignal != "" {
+			sig, err := rtcsetup.Serve(c.ServeSignal, log.With("component", "signal"))
+			if err != nil {
+				return fmt.Errorf("--serve-signal: %w", err)
+			}
+			// After the node, whose transport is a client of it.
+			defer sig.Close()
+			log.Info("signalling server listening; other nodes give --signal "+sig.PublicURL(), "addr", sig.Addr.String())
+			if spec.signal == "" {
+				spec.signal = sig.URL
+			}
+		}
+		where = "peer " + spec.addr + " on signalling server " + spec.signal
+	}
+	tr, err := deps.listen(ctx, spec, log.With("component", "transport"))
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", c.Listen, err)
+		if ctx.Err() != nil {
+			log.Info("stopped before the transport was up")
+			return nil // SIGINT or SIGTERM while waiting for the signalling server
+		}
+		return fmt.Errorf("listen %s: %w", where, err)
 	}
 	if len(c.Advertise) > 0 {
 		tr = &advertising{Transport: tr, addrs: c.Advertise}
@@ -74,7 +107,7 @@ func runDaemon(ctx context.Context, c *runConfig, deps daemonDeps) error {
 		return err
 	}
 	log = log.With("node", n.ID().String())
-	log.Info("node started", "epoch", n.Epoch(), "addrs", n.Addrs(), "listen", c.Listen)
+	log.Info("node started", "epoch", n.Epoch(), "addrs", n.Addrs(), "transport", spec.transport, "listen", where)
 
 	d := &daemon{cfg: c, n: n, log: log, kick: make(chan struct{}, 1)}
 	api := meshapi.New(n, meshapi.Options{Logger: log.With("component", "api"), OnEvent: d.onEvent, AllowedHosts: c.APIAllowHost})
