@@ -31,6 +31,7 @@ type peer struct {
 
 	lastRecv time.Time
 	lastSent time.Time
+	silence  time.Duration // how long it may stay silent: see patience
 	// heard is when the reader last decoded a frame from this neighbour,
 	// as time since Node.born. Failure detection reads it besides lastRecv:
 	// a frame waiting in the inbox behind a busy loop is a sign of life.

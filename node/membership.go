@@ -397,3 +397,52 @@ func (st *state) checkRestart(origin uuid.UUID, epoch uint64) {
 	}
 	st.epochs[origin] = epoch
 }
+
+// ---- failure detection ----
+
+// maxPatience caps how far a neighbour's silence limit grows: 8 times the
+// configured keepalive interval × missed.
+const maxPatience = 8
+
+// patience remembers, per node, how much longer than configured its silences
+// are tolerated. A neighbour declared silent that comes back soon with the
+// same epoch was alive all along (its node was starved of CPU, or the path
+// stalled): the limit was too short for it, and every such false verdict
+// floods link state twice through the whole mesh. So its limit doubles, up
+// to maxPatience times, for the rest of that life; a restart (a new epoch)
+// starts over, and forget drops the record.
+type patience struct {
+	epoch    uint64
+	factor   int
+	silenced time.Time // when it was last declared silent; zero once back
+}
+
+// silenced records that p was declared silent.
+func (st *state) silenced(p *peer) {
+	pt := st.patience[p.id]
+	if pt == nil || pt.epoch != p.epoch {
+		pt = &patience{epoch: p.epoch, factor: 1}
+		st.patience[p.id] = pt
+	}
+	pt.silenced = st.now
+}
+
+// silenceLimit returns how long the new neighbour p may stay silent, and
+// counts its return if it was declared silent shortly before.
+func (st *state) silenceLimit(p *peer) time.Duration {
+	base := st.n.cfg.keepalive * time.Duration(st.n.cfg.deadAfter)
+	pt := st.patience[p.id]
+	switch {
+	case pt == nil:
+		return base
+	case pt.epoch != p.epoch:
+		delete(st.patience, p.id) // restarted: that verdict was right
+		return base
+	case !pt.silenced.IsZero() && st.now.Sub(pt.silenced) < 16*base*time.Duration(pt.factor):
+		pt.factor = min(2*pt.factor, maxPatience)
+		st.n.log.Info("neighbour declared silent came back: tolerating longer silences from it",
+			"peer", p.id, "limit", base*time.Duration(pt.factor))
+	}
+	pt.silenced = time.Time{}
+	return base * time.Duration(pt.factor)
+}

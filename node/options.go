@@ -126,7 +126,10 @@ func WithMaxConnections(n int) Option {
 
 // WithKeepalive sets the keepalive interval (default 1s) and after how many
 // silent intervals a neighbour is declared dead (default 3). A neighbour is
-// noticed dead even when its transport reports nothing.
+// noticed dead even when its transport reports nothing. A neighbour declared
+// dead that soon comes back with the same epoch was alive all along: its
+// limit doubles, up to 8 times, for the rest of its life (docs/PROTOCOL.md,
+// Part 2 §4).
 func WithKeepalive(interval time.Duration, missed int) Option {
 	return func(c *config) error {
 		if interval <= 0 || missed < 2 {

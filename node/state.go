@@ -103,6 +103,7 @@ type state struct {
 	seenOrder    []message.UID
 	streamResets uint64
 	reachable    map[uuid.UUID]struct{}
+	patience     map[uuid.UUID]*patience
 	rtVersion    uint64
 	topoDirty    bool
 	topoLast     time.Time
@@ -126,6 +127,7 @@ func newState(n *Node, now time.Time) *state {
 		entryWaits: make(map[int32]entryWaiter),
 		seen:       make(map[message.UID]struct{}),
 		reachable:  make(map[uuid.UUID]struct{}),
+		patience:   make(map[uuid.UUID]*patience),
 	}
 	st.bcast = st.newStream(uuid.Nil)
 	st.rt.SetLocal(now, n.adv, st.free())
@@ -249,7 +251,7 @@ func (st *state) nextDeadline() time.Time {
 	ka := st.n.cfg.keepalive
 	for _, p := range st.peers {
 		d = minTime(d, p.lastSent.Add(ka))
-		d = minTime(d, st.lastHeard(p).Add(ka*time.Duration(st.n.cfg.deadAfter)))
+		d = minTime(d, st.lastHeard(p).Add(p.silence))
 	}
 	d = st.streamDeadline(d, st.bcast)
 	for _, s := range st.out {
@@ -292,10 +294,9 @@ func maxTime(a, b time.Time) time.Time {
 // tick runs every timer that is due.
 func (st *state) tick() {
 	now, n := st.now, st.n
-	dead := n.cfg.keepalive * time.Duration(n.cfg.deadAfter)
 	for _, p := range st.peers {
 		switch {
-		case now.Sub(st.lastHeard(p)) >= dead:
+		case now.Sub(st.lastHeard(p)) >= p.silence:
 			st.dropPeer(p, ErrPeerSilent)
 		case now.Sub(p.lastSent) >= n.cfg.keepalive:
 			st.enqueue(p, n.frame(message.TypeKeepalive, 0, uuid.Nil, nil), true)
@@ -745,6 +746,7 @@ func (st *state) forget(id uuid.UUID) {
 	delete(st.rx, rxKey{src: id, bcast: true})
 	delete(st.reachable, id)
 	delete(st.epochs, id)
+	delete(st.patience, id)
 	st.unpark()
 }
 
@@ -950,6 +952,7 @@ func (st *state) addPeer(p, old *peer) {
 		}
 	}
 	st.peers[p.id] = p
+	p.silence = st.silenceLimit(p)
 	n.startPeer(p)
 	if old == nil || old.epoch != p.epoch {
 		n.stats.up.Add(1)
@@ -981,6 +984,9 @@ func (st *state) edgeFailed(p *peer, err error) {
 }
 
 func (st *state) dropPeer(p *peer, cause error) {
+	if errors.Is(cause, ErrPeerSilent) {
+		st.silenced(p)
+	}
 	delete(st.peers, p.id)
 	st.stopPeer(p)
 	st.peerDown(p, cause)
