@@ -383,7 +383,7 @@ func (n *Node) Broadcast(ctx context.Context, body []byte) error {
 // ctx ends or the node closes. Exactly one of accept and cancel wins, so a
 // message is never both reported as not sent and sent.
 func (n *Node) submit(ctx context.Context, r *sendReq) error {
-	r.done = make(chan error, 1)
+	r.done = make(chan struct{}) // no pointers: one allocation
 	select {
 	case n.sends <- r:
 	case <-n.quit:
@@ -392,19 +392,19 @@ func (n *Node) submit(ctx context.Context, r *sendReq) error {
 		return ctx.Err()
 	}
 	select {
-	case err := <-r.done:
-		return err
+	case <-r.done:
+		return r.err
 	case <-ctx.Done():
 		if r.state.CompareAndSwap(reqPending, reqCancelled) {
 			return ctx.Err()
 		}
-		return <-r.done
 	case <-n.loopDone:
 		if r.state.CompareAndSwap(reqPending, reqCancelled) {
 			return ErrClosed
 		}
-		return <-r.done
 	}
+	<-r.done // the loop won: it answers
+	return r.err
 }
 
 // Receive returns the next delivered message, waiting until one arrives, ctx

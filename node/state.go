@@ -38,9 +38,10 @@ type sendReq struct {
 	// frames holds one outFrame of the body per stream: dsts in order, or
 	// the broadcast stream.
 	frames [][]byte
-	frame1 [1][]byte    // frames' storage for a Send or Broadcast
-	state  atomic.Int32 // reqPending until the loop accepts or the caller gives up
-	done   chan error
+	frame1 [1][]byte     // frames' storage for a Send or Broadcast
+	state  atomic.Int32  // reqPending until the loop accepts or the caller gives up
+	done   chan struct{} // closed by the loop once err is set
+	err    error
 }
 
 // outFrame copies body into a new buffer with room for the frame header in
@@ -789,7 +790,7 @@ func (st *state) tryAccept(r *sendReq) bool {
 		s.backlog.Push(r.frames[i])
 		st.pump(s)
 	}
-	r.done <- nil
+	close(r.done)
 	return true
 }
 
@@ -1037,7 +1038,8 @@ func (st *state) shutdown() {
 	}
 	for _, r := range st.parked {
 		if r.state.CompareAndSwap(reqPending, reqCancelled) {
-			r.done <- ErrClosed
+			r.err = ErrClosed
+			close(r.done)
 		}
 	}
 	st.parked = nil
