@@ -47,15 +47,7 @@ import (
 //
 // It needs root (network namespaces) and the ip command (iproute2).
 func TestNetnsCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("network namespace cluster test skipped in -short mode")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create network namespaces (CI runs as root)")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Fatal("the ip command (iproute2) is missing: .ci/run installs it (apt-get install -y iproute2)")
-	}
+	requireNetns(t)
 	deadline := time.Now().Add(80 * time.Second)
 	lab := newLab(t, 8)
 
@@ -71,25 +63,7 @@ func TestNetnsCluster(t *testing.T) {
 		}
 		lab.start(i, args...)
 	}
-	ids := map[int]uuid.UUID{}
-	lab.eventually(deadline, "every node to know its ID", func() error {
-		for i := 1; i <= 5; i++ {
-			st, err := lab.status(i)
-			if err != nil {
-				return err
-			}
-			ids[i] = st.ID
-		}
-		return nil
-	})
-	name := func(id uuid.UUID) string {
-		for i, v := range ids {
-			if v == id {
-				return fmt.Sprintf("n%d", i)
-			}
-		}
-		return id.String()[:8]
-	}
+	ids := lab.nodeIDs(deadline, 1, 2, 3, 4, 5)
 	lab.eventually(deadline, "the chain n1-n2-n3-n4-n5", func() error {
 		return lab.expectNeighbors(ids, map[int][]int{1: {2}, 2: {1, 3}, 3: {2, 4}, 4: {3, 5}, 5: {4}})
 	})
@@ -110,24 +84,13 @@ func TestNetnsCluster(t *testing.T) {
 			}
 			for _, ni := range tp.Nodes {
 				if ni.Distance < 0 || len(ni.Neighbors) != 2 {
-					return fmt.Errorf("n%d: %s at distance %d with %d neighbours", i, name(ni.ID), ni.Distance, len(ni.Neighbors))
+					return fmt.Errorf("n%d: %s at distance %d with %d neighbours", i, nodeName(ids, ni.ID), ni.Distance, len(ni.Neighbors))
 				}
 			}
 		}
 		return nil
 	})
-	route := func(from, to int) (dist int, via string, err error) {
-		tp, err := lab.topology(from)
-		if err != nil {
-			return 0, "", err
-		}
-		for _, ni := range tp.Nodes {
-			if ni.ID == ids[to] && ni.NextHop != nil {
-				return ni.Distance, name(*ni.NextHop), nil
-			}
-		}
-		return -1, "", nil
-	}
+	route := func(from, to int) (int, string, error) { return lab.route(ids, from, to) }
 	if d, via, err := route(2, 5); err != nil || d != 2 || via != "n1" {
 		t.Fatalf("route n2 -> n5: distance %d via %s (%v), want 2 via n1", d, via, err)
 	}
@@ -206,6 +169,22 @@ func TestNetnsCluster(t *testing.T) {
 		if code := lab.wait(i, 10*time.Second); code != 0 {
 			t.Errorf("n%d exited with %d after SIGTERM, want 0", i, code)
 		}
+	}
+}
+
+// requireNetns skips t in -short mode and when it cannot make network
+// namespaces (not root), and fails it if the ip command is missing.
+func requireNetns(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("network namespace cluster test skipped in -short mode")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create network namespaces (CI runs as root)")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		// A failure, not a skip: CI must not pass without these tests.
+		t.Fatal("the ip command (iproute2) is missing: .ci/run installs it (apt-get install -y iproute2)")
 	}
 }
 
@@ -300,11 +279,24 @@ func (l *lab) ip(args ...string) {
 	}
 }
 
-func (l *lab) ns(i int) string   { return fmt.Sprintf("%s-%d", l.prefix, i) }
-func (l *lab) addr(i int) string { return fmt.Sprintf("10.213.%d.%d:4242", l.subnet, i) }
+func (l *lab) ns(i int) string { return fmt.Sprintf("%s-%d", l.prefix, i) }
 
-// start runs `meshnode run` as node i in its namespace.
+// host is node i's address on the bridge, and cidr the bridge's subnet.
+func (l *lab) host(i int) string { return fmt.Sprintf("10.213.%d.%d", l.subnet, i) }
+func (l *lab) cidr() string      { return fmt.Sprintf("10.213.%d.0/24", l.subnet) }
+
+// addr is node i's QUIC address.
+func (l *lab) addr(i int) string { return l.host(i) + ":4242" }
+
+// start runs `meshnode run` over QUIC as node i in its namespace.
 func (l *lab) start(i int, args ...string) {
+	l.t.Helper()
+	l.run(i, append([]string{"--listen", l.addr(i), "--join-timeout", "2s"}, args...)...)
+}
+
+// run runs `meshnode run args...` as node i in its namespace, with its API
+// on the namespace's loopback and debug logs.
+func (l *lab) run(i int, args ...string) {
 	l.t.Helper()
 	logPath := filepath.Join(l.dir, fmt.Sprintf("n%d.log", i))
 	f, err := os.Create(logPath)
@@ -313,7 +305,7 @@ func (l *lab) start(i int, args ...string) {
 	}
 	defer f.Close()
 	argv := append([]string{"netns", "exec", l.ns(i), l.bin, "run",
-		"--listen", l.addr(i), "--api", "127.0.0.1:7070", "--log-level", "debug", "--join-timeout", "2s"}, args...)
+		"--api", "127.0.0.1:7070", "--log-level", "debug"}, args...)
 	cmd := exec.Command("ip", argv...)
 	cmd.Stdout, cmd.Stderr = f, f
 	// Its own process group, so that cleanup can kill everything it
@@ -431,6 +423,48 @@ func (l *lab) send(from int, to uuid.UUID, text string) {
 	if out, err := l.client(from, "send", to.String(), text); err != nil {
 		l.t.Fatalf("%v\n%s", err, out)
 	}
+}
+
+// nodeIDs waits for nodes to answer on their API and returns their IDs.
+func (l *lab) nodeIDs(deadline time.Time, nodes ...int) map[int]uuid.UUID {
+	l.t.Helper()
+	ids := map[int]uuid.UUID{}
+	l.eventually(deadline, fmt.Sprintf("nodes %v to answer with their IDs", nodes), func() error {
+		for _, i := range nodes {
+			st, err := l.status(i)
+			if err != nil {
+				return err
+			}
+			ids[i] = st.ID
+		}
+		return nil
+	})
+	return ids
+}
+
+// nodeName is "nI" for the node with ID id in ids.
+func nodeName(ids map[int]uuid.UUID, id uuid.UUID) string {
+	for i, v := range ids {
+		if v == id {
+			return fmt.Sprintf("n%d", i)
+		}
+	}
+	return id.String()[:8]
+}
+
+// route returns node from's route to node to: its distance and the name
+// of its next hop (-1 and "" without a route).
+func (l *lab) route(ids map[int]uuid.UUID, from, to int) (dist int, via string, err error) {
+	tp, err := l.topology(from)
+	if err != nil {
+		return 0, "", err
+	}
+	for _, ni := range tp.Nodes {
+		if ni.ID == ids[to] && ni.NextHop != nil {
+			return ni.Distance, nodeName(ids, *ni.NextHop), nil
+		}
+	}
+	return -1, "", nil
 }
 
 // expectNeighbors checks that each node i in want has exactly the
