@@ -19,6 +19,7 @@ package meshtest
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -133,6 +134,7 @@ type Mesh struct {
 	drained  []chan struct{} // closed when node i's Events channel is
 	failures map[int][]node.Event
 	kinds    map[node.EventKind]int
+	downs    []error // the causes of NeighborDown events
 }
 
 // New returns an empty mesh whose Add makes transports with listen, and
@@ -207,6 +209,9 @@ func (m *Mesh) AddOn(trs []transport.Transport, addr string, opts ...node.Option
 		for e := range nd.Events() {
 			m.mu.Lock()
 			m.kinds[e.Kind]++
+			if e.Kind == node.NeighborDown {
+				m.downs = append(m.downs, e.Err)
+			}
 			if e.Kind == node.DeliveryFailed {
 				m.failures[i] = append(m.failures[i], e)
 			}
@@ -318,24 +323,32 @@ func (m *Mesh) LinkRandom(extra int) {
 }
 
 // Converged reports whether every live node has a route to every other
-// live node.
+// live node. It copies one node's Topology at a time and stops at the first
+// node that lacks a route, so a failing check is cheap; one that passes
+// costs a Topology copy per live node.
 func (m *Mesh) Converged() bool {
 	nodes := m.Nodes()
 	m.mu.Lock()
 	alive := slices.Clone(m.alive)
 	m.mu.Unlock()
+	live := make(map[uuid.UUID]bool, len(nodes))
+	for i, nd := range nodes {
+		if alive[i] {
+			live[nd.ID()] = true
+		}
+	}
 	for i, nd := range nodes {
 		if !alive[i] {
 			continue
 		}
-		dist := distances(nd)
-		for j, other := range nodes {
-			if i == j || !alive[j] {
-				continue
+		reached := 0 // live nodes other than nd with a route
+		for _, ni := range nd.Topology().Nodes {
+			if ni.Distance > 0 && live[ni.ID] {
+				reached++
 			}
-			if d, ok := dist[other.ID()]; !ok || d < 0 {
-				return false
-			}
+		}
+		if reached < len(live)-1 {
+			return false
 		}
 	}
 	return true
@@ -426,6 +439,21 @@ func (m *Mesh) EventCount(kind node.EventKind) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.kinds[kind]
+}
+
+// Downs returns how many NeighborDown events all nodes together have
+// reported whose cause matches err (errors.Is), or all of them if err is
+// nil.
+func (m *Mesh) Downs(err error) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, e := range m.downs {
+		if err == nil || errors.Is(e, err) {
+			n++
+		}
+	}
+	return n
 }
 
 // Body makes a test message of at least 16 bytes: the sender's index and
