@@ -247,7 +247,9 @@ func (st *state) runBalance() {
 	var best, lost, stale []string
 	far := 1
 	for _, ni := range tp.Nodes {
-		if ni.ID == n.id || ni.Distance == 1 || len(ni.Addrs) == 0 {
+		if ni.ID == n.id || st.peers[ni.ID] != nil || len(ni.Addrs) == 0 {
+			// A neighbour whose edge link state does not confirm yet is
+			// still a neighbour: dialling it again would replace the edge.
 			continue
 		}
 		if _, avoided := b.avoid[ni.Addrs[0]]; avoided {
@@ -258,7 +260,6 @@ func (st *state) runBalance() {
 			// Its free slots are as stale as the rest of its record: a full
 			// node redirects (Connect follows), so try it anyway.
 			switch {
-			case st.peers[ni.ID] != nil:
 			case len(ni.Neighbors) > 0:
 				lost = append(lost, ni.Addrs[0])
 			default:
@@ -273,7 +274,7 @@ func (st *state) runBalance() {
 	}
 	b.hints = slices.DeleteFunc(b.hints, func(h hint) bool { return !st.now.Before(h.until) })
 	for _, h := range b.hints {
-		if _, avoided := b.avoid[h.addr]; !avoided && !slices.Contains(lost, h.addr) {
+		if _, avoided := b.avoid[h.addr]; !avoided && !slices.Contains(lost, h.addr) && !st.neighborAt(h.addr) {
 			lost = append(lost, h.addr)
 		}
 	}

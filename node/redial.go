@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"time"
 )
 
@@ -46,8 +47,14 @@ func jitter(d time.Duration) time.Duration {
 
 func (st *state) runRedials() {
 	n := st.n
-	for _, r := range st.redials {
+	for addr, r := range st.redials {
 		if r.busy || st.now.Before(r.next) {
+			continue
+		}
+		if st.neighborAt(addr) {
+			// The edge exists again (the other side dialled, or Connect did):
+			// dialling once more would only replace it.
+			delete(st.redials, addr)
 			continue
 		}
 		r.busy = true
@@ -79,4 +86,15 @@ func (st *state) redialDone(addr string, err error) {
 	}
 	r.backoff = min(2*r.backoff, maxRedialBackoff)
 	r.next = st.now.Add(jitter(r.backoff))
+}
+
+// neighborAt reports whether a current neighbour was dialled at addr or
+// advertises it.
+func (st *state) neighborAt(addr string) bool {
+	for _, p := range st.peers {
+		if p.dialTo == addr || slices.Contains(p.addrs, addr) {
+			return true
+		}
+	}
+	return false
 }
