@@ -235,6 +235,12 @@ func (st *state) runBalance() {
 			delete(b.avoid, addr)
 		}
 	}
+	known := st.rt.Len() - 1 // other nodes with a record
+	if len(st.peers) >= min(n.cfg.minConns, known) && st.rt.ReachableCount() == known && len(b.hints) == 0 {
+		// Enough neighbours, and nothing cut off to repair: the common case
+		// needs no copy of the topology.
+		return
+	}
 	tp := st.rt.Topology()
 	if len(st.peers) >= n.cfg.maxConns {
 		return

@@ -180,8 +180,8 @@ func check(t *testing.T, tab *Table, m *model, universe []uuid.UUID) {
 			want = append(want, id)
 		}
 	}
-	if got := tab.Reachable(); !equalIDs(got, sortedIDs(want...)) {
-		t.Fatalf("Reachable has %d nodes; naive %d", len(got), len(want))
+	if got := tab.Reachable(); !equalIDs(got, sortedIDs(want...)) || tab.ReachableCount() != len(want) {
+		t.Fatalf("Reachable has %d nodes (count %d); naive %d", len(got), tab.ReachableCount(), len(want))
 	}
 	tp := tab.Topology()
 	for _, n := range tp.Nodes {

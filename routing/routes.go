@@ -156,6 +156,15 @@ func (t *Table) Distance(dst uuid.UUID) (int, bool) {
 
 // Reachable returns the reachable nodes, sorted, without the local node.
 func (t *Table) Reachable() []uuid.UUID {
+	return slices.Clone(t.reachable())
+}
+
+// ReachableCount returns how many nodes Reachable returns, without copying
+// them.
+func (t *Table) ReachableCount() int { return len(t.reachable()) }
+
+// reachable returns the cached sorted reachable set; callers must not keep it.
+func (t *Table) reachable() []uuid.UUID {
 	t.update()
 	if !t.reachOK {
 		t.reach = t.reach[:0]
@@ -167,7 +176,7 @@ func (t *Table) Reachable() []uuid.UUID {
 		slices.SortFunc(t.reach, compareID)
 		t.reachOK = true
 	}
-	return slices.Clone(t.reach)
+	return t.reach
 }
 
 // Version returns a counter that increases whenever the set of reachable
