@@ -39,10 +39,13 @@ type peer struct {
 }
 
 // inFrame is a decoded frame from a neighbour; frame owns the bytes m aliases.
+// With err set it is instead the end of p's edge, queued behind the frames
+// read before it, so that a goodbye is handled before the close after it.
 type inFrame struct {
 	p     *peer
 	m     message.Message
 	frame []byte
+	err   error
 }
 
 // startPeer launches the edge's reader and writer goroutines.
@@ -57,7 +60,10 @@ func (n *Node) reader(p *peer) {
 	for {
 		f, err := p.edge.Receive(n.ctx)
 		if err != nil {
-			n.post(func() { n.st.edgeFailed(p, err) })
+			select {
+			case n.inbox <- inFrame{p: p, err: err}:
+			case <-n.quit:
+			}
 			return
 		}
 		n.stats.framesIn.Add(1)
@@ -266,6 +272,13 @@ func (n *Node) dialHandshake(ctx context.Context, e transport.Edge, addr string)
 		e.Close()
 		return err
 	}
+	if errors.Is(regErr, ErrDuplicateEdge) {
+		// The other side welcomed this edge, so it may hold it as its
+		// neighbour until it installs the edge it dialled itself, which
+		// wins; closed now, the edge could look failed to it first.
+		n.closeLater(e)
+		return regErr
+	}
 	if errors.Is(regErr, ErrFull) {
 		// The other side took this node as a neighbour: tell it this is a
 		// hang-up, not a failure.
@@ -275,4 +288,22 @@ func (n *Node) dialHandshake(ctx context.Context, e transport.Edge, addr string)
 		e.Close()
 	}
 	return regErr
+}
+
+// closeLater closes e after the handshake timeout, or when the node shuts
+// down: an edge this node no longer uses, which the other side is expected
+// to close itself once it has installed the edge that replaces it (see
+// state.retire).
+func (n *Node) closeLater(e transport.Edge) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		t := time.NewTimer(n.cfg.handshake)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-n.quit:
+		}
+		e.Close()
+	}()
 }

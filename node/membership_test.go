@@ -85,6 +85,9 @@ func TestFiftyJoinThroughOneSeed(t *testing.T) {
 	silent, left := m.Downs(node.ErrPeerSilent), m.Downs(node.ErrPeerLeft)
 	if other := m.Downs(nil) - silent - left; other > silent {
 		t.Errorf("%d edges lost to other causes than %d silent neighbours and %d goodbyes", other, silent, left)
+		for _, e := range m.DownCauses() {
+			t.Logf("neighbour lost: %v", e)
+		}
 	}
 	tp := m.Node(0).Topology()
 	t.Logf("%d nodes: joins took %v, balanced and converged after %v; diameter %d hops; %d link-state frames (%.0f per join)",

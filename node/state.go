@@ -414,6 +414,10 @@ func (st *state) route(dst uuid.UUID, f []byte, ctrl bool) bool {
 // ---- incoming frames ----
 
 func (st *state) handle(f inFrame) {
+	if f.err != nil {
+		st.edgeFailed(f.p, f.err)
+		return
+	}
 	p, m, n := f.p, f.m, st.n
 	if st.peers[p.id] != p {
 		return // an edge that was replaced or dropped
@@ -946,7 +950,11 @@ func (st *state) addPeer(p, old *peer) {
 	n := st.n
 	if old != nil {
 		delete(st.peers, old.id)
-		st.stopPeer(old)
+		if old.epoch == p.epoch && !p.dialed {
+			st.retire(old)
+		} else {
+			st.stopPeer(old)
+		}
 		if old.epoch != p.epoch {
 			// The neighbour restarted: its old life is a neighbour that went down.
 			st.peerDown(old, ErrPeerReplaced)
@@ -974,6 +982,19 @@ func (st *state) addPeer(p, old *peer) {
 func (st *state) stopPeer(p *peer) {
 	close(p.stop)
 	p.edge.Close()
+}
+
+// retire stops using p, an edge that an incoming edge from the same life of
+// the same node replaced (§3 of Part 2), but leaves closing it to the other
+// side, which installs the new edge once it reads its welcome and then
+// closes the old one. Closing it here first could reach the other side
+// before the welcome: it would take the close for a failure of the edge it
+// still holds and report its neighbour down, flooding link state twice. If
+// the other side has not closed the edge within the handshake timeout,
+// retire closes it.
+func (st *state) retire(p *peer) {
+	close(p.stop)
+	st.n.closeLater(p.edge)
 }
 
 // edgeFailed handles a reader or writer error on p's edge.

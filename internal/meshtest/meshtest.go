@@ -444,6 +444,14 @@ func (m *Mesh) EventCount(kind node.EventKind) int {
 // Downs returns how many NeighborDown events all nodes together have
 // reported whose cause matches err (errors.Is), or all of them if err is
 // nil.
+// DownCauses returns the causes of every NeighborDown event all nodes
+// together have reported, in the order they were recorded per node.
+func (m *Mesh) DownCauses() []error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.downs)
+}
+
 func (m *Mesh) Downs(err error) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
