@@ -603,6 +603,35 @@ func (m *Mesh) CollectAll(ctx context.Context) []*Collector {
 	return cols
 }
 
+// CheckBroadcasts waits up to timeout until every node but the origin has
+// count broadcasts from each origin (sent with SendFrom; cols from
+// CollectAll), then fails the test unless each of those streams is exactly
+// 0 to count-1 in order, no origin received its own broadcasts, no node
+// reported a delivery failure and no delivery named a wrong sender.
+func (m *Mesh) CheckBroadcasts(cols []*Collector, origins []int, count int, timeout time.Duration) {
+	m.t.Helper()
+	for _, o := range origins {
+		for r := range cols {
+			if r == o {
+				if got := cols[o].Got(o, true); len(got) != 0 {
+					m.t.Errorf("node %d received %d of its own broadcasts", o, len(got))
+				}
+				continue
+			}
+			WaitFor(m.t, timeout, fmt.Sprintf("broadcasts from %d at %d", o, r), func() bool { return len(cols[r].Got(o, true)) >= count })
+			CheckStream(m.t, fmt.Sprintf("broadcast %d -> %d", o, r), cols[r].Got(o, true), nil, count)
+		}
+	}
+	if n := m.FailureCount(); n != 0 {
+		m.t.Errorf("%d deliveries reported failed", n)
+	}
+	for r, c := range cols {
+		if n := c.WrongSender(); n != 0 {
+			m.t.Errorf("node %d: %d deliveries with the wrong sender", r, n)
+		}
+	}
+}
+
 // Got returns the sequence numbers received so far from node from, among
 // its broadcasts if bcast, in the order they arrived.
 func (c *Collector) Got(from int, bcast bool) []uint64 {

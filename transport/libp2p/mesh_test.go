@@ -159,32 +159,5 @@ func TestMeshBroadcast(t *testing.T) {
 	if err := m.SendFrom(ctx, origins, uuid.Nil, count, 64+m.Rand().IntN(64)); err != nil {
 		t.Fatal(err)
 	}
-	want := (size - 1) * len(origins) * count
-	meshtest.WaitFor(t, time.Minute, "every broadcast everywhere", func() bool {
-		n := 0
-		for _, c := range cols {
-			n += c.Total()
-		}
-		return n >= want
-	})
-	for _, o := range origins {
-		for r := range size {
-			got := cols[r].Got(o, true)
-			if r == o {
-				if len(got) != 0 {
-					t.Errorf("node %d received %d of its own broadcasts", o, len(got))
-				}
-				continue
-			}
-			meshtest.CheckStream(t, fmt.Sprintf("broadcast %d -> %d", o, r), got, nil, count)
-		}
-	}
-	if n := m.FailureCount(); n != 0 {
-		t.Errorf("%d broadcast deliveries reported failed", n)
-	}
-	for r, c := range cols {
-		if n := c.WrongSender(); n != 0 {
-			t.Errorf("node %d: %d deliveries with the wrong sender", r, n)
-		}
-	}
+	m.CheckBroadcasts(cols, origins, count, time.Minute)
 }

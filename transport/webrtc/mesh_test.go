@@ -68,26 +68,7 @@ func TestMeshUnicastAndBroadcast(t *testing.T) {
 	}
 	meshtest.WaitFor(t, 30*time.Second, "the unicast stream", func() bool { return len(cols[3].Got(0, false)) >= unicasts })
 	meshtest.CheckStream(t, "unicast 0 -> 3", cols[3].Got(0, false), nil, unicasts)
-	for _, o := range origins {
-		for r := range size {
-			if r == o {
-				continue
-			}
-			meshtest.WaitFor(t, 30*time.Second, fmt.Sprintf("broadcasts from %d at %d", o, r), func() bool { return len(cols[r].Got(o, true)) >= broadcasts })
-			meshtest.CheckStream(t, fmt.Sprintf("broadcast %d -> %d", o, r), cols[r].Got(o, true), nil, broadcasts)
-		}
-		if got := cols[o].Got(o, true); len(got) != 0 {
-			t.Errorf("node %d received %d of its own broadcasts", o, len(got))
-		}
-	}
-	if n := m.FailureCount(); n != 0 {
-		t.Fatalf("%d delivery failures on a lossless mesh", n)
-	}
-	for r, c := range cols {
-		if n := c.WrongSender(); n != 0 {
-			t.Errorf("node %d: %d deliveries with the wrong sender", r, n)
-		}
-	}
+	m.CheckBroadcasts(cols, origins, broadcasts, 30*time.Second)
 	t.Logf("%d unicasts and %d broadcasts in %v; sender retransmitted %d",
 		unicasts, len(origins)*broadcasts, time.Since(start).Round(time.Millisecond), m.Node(0).Stats().Retransmits)
 }
