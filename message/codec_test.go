@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+
+	"github.com/distrirender/distrirender/internal/testutil"
 )
 
 // sampleMessages returns one valid message of every type, with its payload.
@@ -356,7 +358,7 @@ func TestDecodeError(t *testing.T) {
 }
 
 func TestRandomRoundTrip(t *testing.T) {
-	rng := rand.New(rand.NewPCG(testSeed(t), 0))
+	rng := rand.New(rand.NewPCG(testutil.Seed(t), 0))
 	buf := make([]byte, 0, 4096)
 	for i := range 2000 {
 		m := randMessage(rng)

@@ -5,29 +5,10 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
 )
-
-// testSeed returns the seed for a randomised test: MESH_SEED if set, else the
-// clock. It logs the seed so that a failure can be replayed.
-func testSeed(t testing.TB) uint64 {
-	t.Helper()
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("MESH_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 0, 64)
-		if err != nil {
-			t.Fatalf("bad MESH_SEED %q: %v", s, err)
-		}
-		seed = v
-	}
-	t.Logf("seed %d (replay with MESH_SEED=%d)", seed, seed)
-	return seed
-}
 
 // sameMessage reports whether a and b are equal, treating nil and empty bodies alike.
 func sameMessage(a, b Message) bool {

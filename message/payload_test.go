@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+
+	"github.com/distrirender/distrirender/internal/testutil"
 )
 
 // payloadCodec is one payload type's encoder and decoder, type-erased for tables.
@@ -327,7 +329,7 @@ func TestPayloadNoAlias(t *testing.T) {
 }
 
 func TestPayloadRandom(t *testing.T) {
-	rng := rand.New(rand.NewPCG(testSeed(t), 1))
+	rng := rand.New(rand.NewPCG(testutil.Seed(t), 1))
 	gens := map[string]func(*rand.Rand) any{
 		"StateList":    func(r *rand.Rand) any { return randStateList(r) },
 		"StateRequest": func(r *rand.Rand) any { return randStateRequest(r) },

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/distrirender/distrirender/internal/testutil"
 	"github.com/distrirender/distrirender/message"
 )
 
@@ -68,7 +69,7 @@ func checkSender(s *Sender) error {
 // pushes, acks (valid or not), SACKs, target changes and ticks, and checks
 // its invariants after every step.
 func TestSenderInvariantsRandomOps(t *testing.T) {
-	seed := testSeed(t)
+	seed := testutil.Seed(t)
 	for run := range 200 {
 		r := rand.New(rand.NewPCG(seed, uint64(run)))
 		cfg := Config{Window: 1 + r.IntN(12), Modulo: 64 + uint32(r.IntN(64)), MaxRetries: 1 + r.IntN(5),

@@ -5,13 +5,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/distrirender/distrirender/internal/testutil"
 	"github.com/distrirender/distrirender/message"
 )
 
@@ -19,23 +18,6 @@ import (
 // simulated lossy links in virtual time. Everything is driven by one seeded
 // RNG and one event queue, so a run is replayed exactly from its seed
 // (MESH_SEED=<seed> go test -run <Test> ./reliability/).
-
-// testSeed returns the seed for a randomised test: MESH_SEED if set, else a
-// fresh one. It logs the seed either way.
-func testSeed(t testing.TB) uint64 {
-	t.Helper()
-	if v := os.Getenv("MESH_SEED"); v != "" {
-		seed, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			t.Fatalf("MESH_SEED=%q: %v", v, err)
-		}
-		t.Logf("seed %d (from MESH_SEED)", seed)
-		return seed
-	}
-	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d (replay with MESH_SEED=%d)", seed, seed)
-	return seed
-}
 
 // sim is a discrete-event simulator.
 type sim struct {
@@ -382,7 +364,7 @@ func simSize(t *testing.T, n int) int {
 }
 
 func TestSimUnicast(t *testing.T) {
-	seed := testSeed(t)
+	seed := testutil.Seed(t)
 	jittery := func(loss, dup float64) linkConfig {
 		return linkConfig{Loss: loss, Dup: dup, Delay: 5 * ms, Jitter: 10 * ms}
 	}
@@ -429,7 +411,7 @@ func TestSimUnicast(t *testing.T) {
 // An outage much longer than the give-up time: messages fail (reported), the
 // base is held at MaxSkip, and sync probes restart the stream afterwards.
 func TestSimUnicastOutage(t *testing.T) {
-	seed := testSeed(t)
+	seed := testutil.Seed(t)
 	for i, cfg := range []Config{
 		{Window: 10, Modulo: 20, InitialRTO: 50 * ms, MinRTO: 10 * ms, MaxRTO: 500 * ms, MaxRetries: 3},
 		{Window: 10, Modulo: 10000, InitialRTO: 50 * ms, MinRTO: 10 * ms, MaxRTO: 500 * ms, MaxRetries: 3},
@@ -454,7 +436,7 @@ func TestSimUnicastOutage(t *testing.T) {
 // A slow consumer never makes the receiver buffer more than Window messages,
 // and never causes a failure: back-pressure, not loss.
 func TestPropertySlowConsumer(t *testing.T) {
-	seed := testSeed(t)
+	seed := testutil.Seed(t)
 	rng := rand.New(rand.NewPCG(seed, 1))
 	trials := 20
 	if testing.Short() {
@@ -485,7 +467,7 @@ func TestPropertySlowConsumer(t *testing.T) {
 // receiver leaves midway (its pending copies fail, the others are
 // unaffected) and a new one joins midway.
 func TestSimBroadcast(t *testing.T) {
-	seed := testSeed(t)
+	seed := testutil.Seed(t)
 	for i, cfg := range []Config{
 		{InitialRTO: 50 * ms, MinRTO: 10 * ms, MaxRTO: time.Second},
 		{Window: 10, Modulo: 20, InitialRTO: 50 * ms, MinRTO: 10 * ms, MaxRTO: time.Second},
@@ -633,7 +615,7 @@ func runBroadcast(t *testing.T, seed uint64, cfg Config, n int) {
 // Heavy loss with a small retry budget: many copies fail, the base skips
 // them (within MaxSkip), receivers skip the holes, and the invariant holds.
 func TestSimHeavyLoss(t *testing.T) {
-	seed := testSeed(t)
+	seed := testutil.Seed(t)
 	tests := []struct {
 		cfg      Config
 		popEvery time.Duration

@@ -3,9 +3,7 @@ package routing
 import (
 	"bytes"
 	"math/rand/v2"
-	"os"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
@@ -16,24 +14,6 @@ import (
 
 // t0 is the fake clock's start; epochs in tests are UnixNano values below it.
 var t0 = time.Unix(1_700_000_000, 0)
-
-// testSeed returns the seed for a randomised test: MESH_SEED if set, else
-// the clock. It is logged so that a failure can be replayed.
-func testSeed(tb testing.TB) uint64 {
-	tb.Helper()
-	var seed uint64
-	if s := os.Getenv("MESH_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			tb.Fatalf("MESH_SEED=%q: %v", s, err)
-		}
-		seed = v
-	} else {
-		seed = uint64(time.Now().UnixNano())
-	}
-	tb.Logf("seed %d (replay with MESH_SEED=%d)", seed, seed)
-	return seed
-}
 
 func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)) }
 

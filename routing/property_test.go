@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/distrirender/distrirender/internal/testutil"
 	"github.com/distrirender/distrirender/message"
 )
 
@@ -292,7 +293,7 @@ func feed(t *testing.T, tab *Table, m *model, now time.Time, evs []event) map[Ve
 // model; then ages out half the records and restarts some nodes, checking
 // again.
 func TestRoutesMatchNaive(t *testing.T) {
-	base := testSeed(t)
+	base := testutil.Seed(t)
 	sizes := []int{1, 2, 5, 30, 200, 1000}
 	const seedsPerSize = 4
 	for si, n := range sizes {

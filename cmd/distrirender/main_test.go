@@ -10,45 +10,16 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/distrirender/distrirender/internal/testutil"
 	"github.com/distrirender/distrirender/render"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // small is a frame that renders in a moment, even with the race detector.
 var small = []string{"--width", "48", "--height", "32", "--samples", "2", "--tile", "16", "--seed", "5", "--progress", "off"}
@@ -178,25 +149,25 @@ func TestEmbeddedRender(t *testing.T) {
 func TestClusterOverQUIC(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var wout, werr syncBuffer
+	var wout, werr testutil.SyncBuffer
 	code := make(chan int, 1)
 	go func() { code <- run(ctx, []string{"worker", "--listen", "127.0.0.1:0", "--slots", "1"}, &wout, &werr) }()
 	re := regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
 	var addr string
-	waitFor(t, 10*time.Second, "the worker to listen", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the worker to listen", func() bool {
 		if m := re.FindStringSubmatch(werr.String()); m != nil {
 			addr = m[1]
 		}
 		return addr != ""
 	})
 	// A second worker joins the first; the coordinator joins the second.
-	var w2out, w2err syncBuffer
+	var w2out, w2err testutil.SyncBuffer
 	code2 := make(chan int, 1)
 	go func() {
 		code2 <- run(ctx, []string{"worker", "--listen", "127.0.0.1:0", "--join", addr, "--slots", "1"}, &w2out, &w2err)
 	}()
 	var addr2 string
-	waitFor(t, 10*time.Second, "the second worker to join", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the second worker to join", func() bool {
 		if m := re.FindStringSubmatch(w2err.String()); m != nil && strings.Contains(w2err.String(), "joined") {
 			addr2 = m[1]
 		}
@@ -240,22 +211,22 @@ func TestClusterOverWebRTC(t *testing.T) {
 	ln.Close()
 	signal := "http://" + serve + "/"
 
-	var w2out, w2err syncBuffer
+	var w2out, w2err testutil.SyncBuffer
 	code2 := make(chan int, 1)
 	go func() {
 		code2 <- run(ctx, []string{"worker", "--transport", "webrtc", "--signal", signal, "--peer-id", "w2", "--join", "w1",
 			"--ice-net", "127.0.0.1", "--slots", "1"}, &w2out, &w2err)
 	}()
-	waitFor(t, 10*time.Second, "the second worker to wait for the signalling server", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the second worker to wait for the signalling server", func() bool {
 		return strings.Contains(w2err.String(), "signalling server not reachable; retrying")
 	})
-	var wout, werr syncBuffer
+	var wout, werr testutil.SyncBuffer
 	code := make(chan int, 1)
 	go func() {
 		code <- run(ctx, []string{"worker", "--transport", "webrtc", "--serve-signal", serve, "--peer-id", "w1",
 			"--ice-net", "127.0.0.0/8", "--slots", "1"}, &wout, &werr)
 	}()
-	waitFor(t, 20*time.Second, "the second worker to join", func() bool { return strings.Contains(w2err.String(), "joined w1") })
+	testutil.WaitFor(t, 20*time.Second, "the second worker to join", func() bool { return strings.Contains(w2err.String(), "joined w1") })
 	if !strings.Contains(werr.String(), "other nodes give --signal "+signal) {
 		t.Errorf("the first worker did not say where its signalling server is: %q", werr.String())
 	}

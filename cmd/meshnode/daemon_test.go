@@ -16,24 +16,13 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/distrirender/distrirender/internal/meshapi"
+	"github.com/distrirender/distrirender/internal/testutil"
 	"github.com/distrirender/distrirender/node"
 	"github.com/distrirender/distrirender/transport"
 	"github.com/distrirender/distrirender/transport/memory"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // logWriter sends a daemon's log lines to t.Log, prefixed with its name,
 // until the test ends.
@@ -147,13 +136,13 @@ func TestDaemonJoin(t *testing.T) {
 	defer mem.Close()
 	joiner := startInproc(t, mem, "joiner", runConfig{Listen: "joiner", Join: listFlag{"nowhere", "seed"}, MaxConnections: 10})
 	// The seed is not there yet: the joiner keeps trying.
-	waitFor(t, 5*time.Second, "the joiner to fail twice", func() bool { return joiner.log.count("could not join yet") >= 2 })
+	testutil.WaitFor(t, 5*time.Second, "the joiner to fail twice", func() bool { return joiner.log.count("could not join yet") >= 2 })
 	if nb := joiner.neighbors(t); len(nb) != 0 {
 		t.Fatalf("neighbours before the seed exists: %v", nb)
 	}
 	seedID := uuid.New()
 	seed := startInproc(t, mem, "seed", runConfig{Listen: "seed", ID: seedID.String(), MaxConnections: 10})
-	waitFor(t, 5*time.Second, "the joiner to join the late seed", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "the joiner to join the late seed", func() bool {
 		nb := joiner.neighbors(t)
 		return len(nb) == 1 && nb[0] == seedID
 	})
@@ -183,7 +172,7 @@ func TestDaemonJoin(t *testing.T) {
 	}
 
 	seed.stop(t)
-	waitFor(t, 5*time.Second, "a neighbor-down event for the seed", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "a neighbor-down event for the seed", func() bool {
 		select {
 		case ev := <-evs:
 			return ev.Type == "neighbor-down" && strings.Contains(string(ev.Data), "goodbye")
@@ -194,7 +183,7 @@ func TestDaemonJoin(t *testing.T) {
 
 	// The seed restarts with the same ID: the joiner joins again by itself.
 	startInproc(t, mem, "seed2", runConfig{Listen: "seed", ID: seedID.String(), MaxConnections: 10})
-	waitFor(t, 10*time.Second, "the joiner to rejoin the restarted seed", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the joiner to rejoin the restarted seed", func() bool {
 		nb := joiner.neighbors(t)
 		return len(nb) == 1 && nb[0] == seedID
 	})
@@ -251,24 +240,6 @@ func TestWarnIfExposed(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for one writer and one reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestClientCommands runs the client subcommands, human-readable and JSON,
 // against in-process daemons.
 func TestClientCommands(t *testing.T) {
@@ -276,7 +247,7 @@ func TestClientCommands(t *testing.T) {
 	defer mem.Close()
 	a := startInproc(t, mem, "a", runConfig{Listen: "a", MaxConnections: 10})
 	b := startInproc(t, mem, "b", runConfig{Listen: "b", Join: listFlag{"a"}, MaxConnections: 10})
-	waitFor(t, 5*time.Second, "b to join a", func() bool { return len(b.neighbors(t)) == 1 })
+	testutil.WaitFor(t, 5*time.Second, "b to join a", func() bool { return len(b.neighbors(t)) == 1 })
 	env := func(k string) string {
 		if k == "MESHNODE_API" {
 			return strings.TrimPrefix(b.api.BaseURL, "http://") // b's API unless --api says otherwise
@@ -292,12 +263,12 @@ func TestClientCommands(t *testing.T) {
 
 	// recv on a, human-readable, until its context ends.
 	rctx, stopRecv := context.WithCancel(context.Background())
-	var recvOut syncBuffer
+	var recvOut testutil.SyncBuffer
 	recvDone := make(chan int)
 	go func() {
 		recvDone <- realMain(rctx, []string{"recv", "--events", "--api", aAPI}, nil, &recvOut, &recvOut, env)
 	}()
-	waitFor(t, 5*time.Second, "recv to open its stream", func() bool { return strings.Contains(recvOut.String(), "# receiving as") })
+	testutil.WaitFor(t, 5*time.Second, "recv to open its stream", func() bool { return strings.Contains(recvOut.String(), "# receiving as") })
 
 	for _, tc := range []struct {
 		args []string
@@ -320,7 +291,7 @@ func TestClientCommands(t *testing.T) {
 		}
 	}
 	from := b.n.ID().String()
-	waitFor(t, 5*time.Second, "the three messages at a", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "the three messages at a", func() bool {
 		o := recvOut.String()
 		return strings.Contains(o, "from "+from+" #0: hello a") &&
 			strings.Contains(o, "from "+from+` #1: from\nstdin`) &&

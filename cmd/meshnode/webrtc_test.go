@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/distrirender/distrirender/internal/meshapi"
+	"github.com/distrirender/distrirender/internal/testutil"
 )
 
 // runProc is `meshnode run` in this process, through realMain.
@@ -59,7 +60,7 @@ func goRun(t *testing.T, name string, env map[string]string, args ...string) *ru
 // waitAPI waits for the daemon's API to be up.
 func (p *runProc) waitAPI(t *testing.T) {
 	t.Helper()
-	waitFor(t, 20*time.Second, p.log.name+"'s API", func() bool {
+	testutil.WaitFor(t, 20*time.Second, p.log.name+"'s API", func() bool {
 		p.log.mu.Lock()
 		m := apiRE.FindStringSubmatch(p.log.all.String())
 		p.log.mu.Unlock()
@@ -99,7 +100,7 @@ func TestRunWebRTC(t *testing.T) {
 	betaID := uuid.New()
 	beta := goRun(t, "beta", nil, "--transport", "webrtc", "--signal", signal, "--id", betaID.String(), "--join", "alpha",
 		"--ice-net", "127.0.0.1", "--min-connections", "0")
-	waitFor(t, 10*time.Second, "beta to wait for the signalling server", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "beta to wait for the signalling server", func() bool {
 		return beta.log.count("signalling server not reachable; retrying") > 0
 	})
 	alpha := startRun(t, "alpha", nil, "--transport", "webrtc", "--serve-signal", serve, "--peer-id", "alpha",
@@ -116,7 +117,7 @@ func TestRunWebRTC(t *testing.T) {
 		t.Fatalf("beta: ID %v, addresses %q; want %v as both", st.ID, st.Addrs, betaID)
 	}
 	a := alpha.status(t).ID
-	waitFor(t, 20*time.Second, "gamma to reach alpha through beta", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "gamma to reach alpha through beta", func() bool {
 		st := gamma.status(t)
 		return st.Reachable == 3 && slices.Equal(st.Neighbors, []uuid.UUID{betaID})
 	})
@@ -169,7 +170,7 @@ func TestRunWebRTCStoppedWhileWaiting(t *testing.T) {
 	signal := "http://" + ln.Addr().String() + "/"
 	ln.Close()
 	p := goRun(t, "lonely", nil, "--transport", "webrtc", "--signal", signal, "--ice-net", "127.0.0.0/8")
-	waitFor(t, 10*time.Second, "the daemon to wait for the signalling server", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the daemon to wait for the signalling server", func() bool {
 		return p.log.count("signalling server not reachable; retrying") > 0
 	})
 }

@@ -24,7 +24,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -33,61 +32,23 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/distrirender/distrirender/internal/testutil"
 	"github.com/distrirender/distrirender/node"
 	"github.com/distrirender/distrirender/reliability"
 	"github.com/distrirender/distrirender/transport"
 )
 
-// Seed returns the seed for a randomised test: MESH_SEED if set, else a
-// fresh one. It is always logged, with the command that replays the test.
+// Seed is testutil.Seed: the logged, replayable seed of a randomised test.
 func Seed(t testing.TB) uint64 {
 	t.Helper()
-	if s := os.Getenv("MESH_SEED"); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("MESH_SEED=%q: %v", s, err)
-		}
-		t.Logf("seed %d (from MESH_SEED)", v)
-		return v
-	}
-	v := uint64(time.Now().UnixNano())
-	t.Logf("seed %d (replay: MESH_SEED=%d go test -run '^%s$' %s)", v, v, t.Name(), packageDir())
-	return v
+	return testutil.Seed(t)
 }
 
-// packageDir is the directory of the package under test relative to its
-// module's root ("./node/"), where go test runs the test binary, or "." if
-// that cannot be told.
-func packageDir() string {
-	wd, err := os.Getwd()
-	if err != nil {
-		return "."
-	}
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			rel, err := filepath.Rel(dir, wd)
-			if err != nil || rel == "." {
-				return "."
-			}
-			return "./" + filepath.ToSlash(rel) + "/"
-		}
-		if filepath.Dir(dir) == dir {
-			return "."
-		}
-	}
-}
-
-// WaitFor polls cond every 2 ms until it holds, and fails the test if it
-// does not within timeout.
+// WaitFor is testutil.WaitFor: it polls cond until it holds, and fails the
+// test if it does not within timeout.
 func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testutil.WaitFor(t, timeout, what, cond)
 }
 
 // Logger returns a debug logger to stderr, its records tagged n=name, if

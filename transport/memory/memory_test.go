@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/distrirender/distrirender/internal/testutil"
 	"github.com/distrirender/distrirender/transport"
 	"github.com/distrirender/distrirender/transport/memory"
 	"github.com/distrirender/distrirender/transport/transporttest"
@@ -53,22 +53,6 @@ func TestConformanceSmall(t *testing.T) {
 // every frame goes through the delivery goroutines.
 func TestConformanceDelayed(t *testing.T) {
 	conformance(t, memory.Config{Seed: 1, QueueLen: 8, Faults: memory.Faults{Delay: 50 * time.Microsecond}})
-}
-
-// testSeed returns the seed for a seeded test: $MESH_SEED if set, else a
-// random one. It logs the seed so that a failure can be replayed.
-func testSeed(t *testing.T) int64 {
-	t.Helper()
-	seed := rand.Int64N(math.MaxInt64) + 1
-	if s := os.Getenv("MESH_SEED"); s != "" {
-		v, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			t.Fatalf("bad MESH_SEED %q: %v", s, err)
-		}
-		seed = v
-	}
-	t.Logf("seed %d (replay with MESH_SEED=%d)", seed, seed)
-	return seed
 }
 
 // link listens at "a" and "b" and returns an edge between them, a's side
@@ -175,7 +159,7 @@ func within(t *testing.T, what string, got, want, tol float64) {
 
 func TestLoss(t *testing.T) {
 	const frames, p = 20000, 0.3
-	n := memory.NewNetwork(memory.Config{Seed: testSeed(t), QueueLen: frames, Faults: memory.Faults{Loss: p}})
+	n := memory.NewNetwork(memory.Config{Seed: int64(testutil.Seed(t)), QueueLen: frames, Faults: memory.Faults{Loss: p}})
 	defer n.Close()
 	ab, ba := link(t, n)
 	sendN(t, ab, frames)
@@ -195,7 +179,7 @@ func TestLoss(t *testing.T) {
 
 func TestDuplicate(t *testing.T) {
 	const frames, p = 20000, 0.2
-	n := memory.NewNetwork(memory.Config{Seed: testSeed(t), QueueLen: 2 * frames, Faults: memory.Faults{Duplicate: p}})
+	n := memory.NewNetwork(memory.Config{Seed: int64(testutil.Seed(t)), QueueLen: 2 * frames, Faults: memory.Faults{Duplicate: p}})
 	defer n.Close()
 	ab, ba := link(t, n)
 	sendN(t, ab, frames)
@@ -221,7 +205,7 @@ func TestDuplicate(t *testing.T) {
 // TestReorder runs in a synctest bubble so that the held frames' timeout
 // never fires while the sender is merely slow.
 func TestReorder(t *testing.T) {
-	seed := testSeed(t)
+	seed := int64(testutil.Seed(t))
 	synctest.Test(t, func(t *testing.T) {
 		const frames, p = 20000, 0.1
 		n := memory.NewNetwork(memory.Config{Seed: seed, Faults: memory.Faults{Reorder: p}})
@@ -282,7 +266,7 @@ func TestReorderLastFrame(t *testing.T) {
 }
 
 func TestDelayAndJitter(t *testing.T) {
-	seed := testSeed(t)
+	seed := int64(testutil.Seed(t))
 	synctest.Test(t, func(t *testing.T) {
 		const delay, jitter = 10 * time.Millisecond, 20 * time.Millisecond
 		n := memory.NewNetwork(memory.Config{Seed: seed, Faults: memory.Faults{Delay: delay}})
@@ -646,7 +630,7 @@ func faultTrace(t *testing.T, seed int64) []int {
 // frames on one link meet the same faults and, in virtual time, arrive in the
 // same order.
 func TestSameSeedSameFaults(t *testing.T) {
-	seed := testSeed(t)
+	seed := int64(testutil.Seed(t))
 	first := faultTrace(t, seed)
 	second := faultTrace(t, seed)
 	if !slices.Equal(first, second) {
@@ -728,7 +712,7 @@ func TestDialBacklog(t *testing.T) {
 // faults, cuts, partitions and kills change underneath: for -race, goleak and
 // the Stats balance. Killed nodes listen again at once, as restarted nodes do.
 func TestConcurrentChaos(t *testing.T) {
-	seed := testSeed(t)
+	seed := int64(testutil.Seed(t))
 	r := rand.New(rand.NewPCG(uint64(seed), 0))
 	n := memory.NewNetwork(memory.Config{Seed: seed, QueueLen: 16})
 	defer n.Close()
