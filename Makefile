@@ -2,7 +2,7 @@
 # `go run ./cmd/distrirender render` and `make test`; the rest are conveniences.
 GO ?= go
 
-.PHONY: test render meshdemo bench fuzz vet
+.PHONY: test render meshdemo bench bench-go fuzz vet
 
 # test: vet, then every test with the race detector. CI runs exactly this.
 test: vet
@@ -17,8 +17,15 @@ render:
 meshdemo:
 	$(GO) run ./cmd/meshdemo
 
-# bench: every benchmark once, with allocations (see docs/BENCHMARKS.md).
+# bench: meshbench, every transport side by side (raw library, edge, mesh),
+# with a Markdown table on stdout and JSON and charts in meshbench-out/
+# (under 15 minutes; BENCHFLAGS=--quick for under one). See docs/BENCHMARKS.md.
+BENCHFLAGS ?=
 bench:
+	$(GO) run ./cmd/meshbench $(BENCHFLAGS)
+
+# bench-go: every go-test benchmark once, with allocations.
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 # fuzz: each fuzz target for FUZZTIME (default 60s), from the checked-in corpus.
