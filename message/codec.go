@@ -218,3 +218,33 @@ func parseHeader(frame []byte) (UID, Header, uint32) {
 	}
 	return uid, h, binary.BigEndian.Uint32(frame[offBodyLen:])
 }
+
+// PeekType returns the type byte of an encoded frame without validating the
+// frame, or 0 (no valid type) when frame is shorter than a header. It is for
+// a caller that has already decoded the frame once and needs its type again
+// from the bytes.
+func PeekType(frame []byte) Type {
+	if len(frame) < HeaderSize {
+		return 0
+	}
+	return Type(frame[offType])
+}
+
+// DecrementHopLimit lowers the hop limit of an encoded frame in place before
+// the frame is relayed, and reports whether it may travel on: false when the
+// limit is already 1 or 0 (the frame is then left as it was), or when frame
+// is shorter than a header. A relaying node calls it once per frame, not once
+// per neighbour it relays to.
+func DecrementHopLimit(frame []byte) bool {
+	if len(frame) < HeaderSize || frame[offHopLimit] <= 1 {
+		return false
+	}
+	frame[offHopLimit]--
+	return true
+}
+
+// SetIndex writes index as the UID index of an encoded frame in place. It
+// panics when frame is shorter than a header: the caller encoded the frame.
+func SetIndex(frame []byte, index int32) {
+	binary.BigEndian.PutUint32(frame[offIndex:], uint32(index))
+}
