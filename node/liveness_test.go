@@ -42,7 +42,7 @@ func TestSilentNeighbourThatReturnsGetsMorePatience(t *testing.T) {
 			meshtest.WaitFor(t, 10*time.Second, "the edge to be up again", linked)
 			time.Sleep(2 * time.Second) // virtual: let any late verdict happen
 			if got := downs(); got != s.downs || !linked() {
-				t.Fatalf("step %d (a %v stall): %d neighbour losses, linked %v; want %d, linked", i, s.stall, got, linked(), s.downs)
+				t.Fatalf("step %d (a %v stall): %d neighbour losses, linked %v; want %d, linked; causes %v", i, s.stall, got, linked(), s.downs, m.DownCauses())
 			}
 		}
 	})

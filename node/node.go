@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -24,6 +25,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/distrirender/distrirender/message"
+	"github.com/distrirender/distrirender/node/internal/core"
 	"github.com/distrirender/distrirender/queue"
 	"github.com/distrirender/distrirender/reliability"
 	"github.com/distrirender/distrirender/routing"
@@ -32,15 +34,30 @@ import (
 
 // Errors returned by Node methods, wrapped with %w where more context helps.
 var (
-	ErrClosed        = errors.New("node: closed")
+	ErrClosed        = core.ErrClosed
 	ErrInvalidOption = errors.New("node: invalid option")
 	ErrSelf          = errors.New("node: destination is this node")
 	ErrNilTarget     = errors.New("node: nil destination")
 	ErrTooLarge      = errors.New("node: body too large")
 	ErrRejected      = errors.New("node: connection rejected")
-	ErrHandshake     = errors.New("node: handshake failed")
-	ErrDuplicateEdge = errors.New("node: already connected to that node")
-	ErrFull          = errors.New("node: every connection slot is taken")
+	ErrHandshake     = core.ErrHandshake
+	ErrDuplicateEdge = core.ErrDuplicateEdge
+	ErrFull          = core.ErrFull
+	// ErrNoEntryPoint is returned by Connect when the contacted node is full
+	// and no node in the mesh offered to accept instead.
+	ErrNoEntryPoint = errors.New("node: no node in the mesh can accept a connection")
+	// ErrTooManyRedirects is returned by Connect after maxRedirects redirects.
+	ErrTooManyRedirects = errors.New("node: too many redirects")
+	// ErrPeerRestarted is the cause reported for messages in flight to a node
+	// that restarted (a new epoch): they may have reached its previous life.
+	ErrPeerRestarted = core.ErrPeerRestarted
+)
+
+// Reasons a neighbour goes down, reported in NeighborDown events.
+var (
+	ErrPeerSilent   = core.ErrPeerSilent
+	ErrPeerLeft     = core.ErrPeerLeft
+	ErrPeerReplaced = core.ErrPeerReplaced
 )
 
 // RejectedError is returned by Connect when the contacted node refused the
@@ -149,13 +166,9 @@ type Stats struct {
 	TopologyFrames             uint64 // link-state frames sent (network_state, its request, new_edge, destroy_edge)
 }
 
-type counters struct {
-	framesIn, framesOut, forwarded, droppedForward, droppedNoRoute, droppedHop atomic.Uint64
-	hostile, delivered, duplicates, retransmits, failed, eventsDropped         atomic.Uint64
-	up, down, topology                                                         atomic.Uint64
-}
-
-// Node is one member of the mesh.
+// Node is one member of the mesh: a driver around the protocol core
+// (node/internal/core) that owns every goroutine, the edges and the public
+// API. See docs/ARCHITECTURE.md.
 type Node struct {
 	id     uuid.UUID
 	epoch  uint64
@@ -165,11 +178,17 @@ type Node struct {
 	adv    []string // the addresses advertised in hello and link state
 	events chan Event
 	in     *queue.Queue[Delivery]
-	stats  counters
 
-	inbox     chan inFrame  // decoded frames from readers
-	reqs      chan func()   // work for the loop, from API calls and helper goroutines
-	sends     chan *sendReq // Send, Multicast and Broadcast requests
+	// Inputs of the loop, one typed channel each.
+	inbox      chan inFrame     // frames and read errors from readers
+	written    chan writeResult // writers' batches done
+	sends      chan *sendReq    // Send, Multicast and Broadcast
+	cancels    chan *sendReq    // send requests whose caller gave up
+	handshakes chan *handshake  // admissions and registrations
+	dialed     chan dialResult  // balancing and redial dials done
+	queries    chan *query      // reads of the core's state
+	notes      chan Event       // events from outside the loop (Redirected)
+
 	quit      chan struct{} // closed when the node shuts down: everyone stops posting
 	closing   chan struct{} // closed by Close to ask the loop to shut down
 	loopDone  chan struct{}
@@ -177,9 +196,18 @@ type Node struct {
 	wg        sync.WaitGroup
 	ctx       context.Context // cancelled at shutdown; bounds every transport call
 	cancel    context.CancelFunc
-	born      time.Time // monotonic origin of peer.heard
 
-	st *state // owned by the loop goroutine
+	nextLink    atomic.Uint64
+	undecodable atomic.Uint64 // frames the readers could not decode
+	dropped     atomic.Uint64 // events dropped because Events() was not drained
+
+	// Owned by the loop goroutine.
+	core  *core.Core
+	links map[core.LinkID]*link
+	waits map[core.LinkID]chan []string // handshakes waiting for an entry point
+	reqs  map[uint64]*sendReq           // send requests the core has not answered
+	reqID uint64
+	final core.Stats // the core's counters once the loop has stopped
 }
 
 // New makes a node on transport tr (and any added WithTransport), starts
@@ -194,43 +222,56 @@ func New(tr transport.Transport, opts ...Option) (*Node, error) {
 			return nil, err
 		}
 	}
-	if cfg.id == uuid.Nil {
+	if cfg.core.ID == uuid.Nil {
 		id, err := uuid.NewRandom()
 		if err != nil {
 			return nil, fmt.Errorf("node: making an ID: %w", err)
 		}
-		cfg.id = id
+		cfg.core.ID = id
 	}
-	if cfg.epoch == 0 {
-		cfg.epoch = uint64(time.Now().UnixNano())
+	if cfg.core.Epoch == 0 {
+		cfg.core.Epoch = uint64(time.Now().UnixNano())
 	}
-	cfg.minConns = min(cfg.minConns, cfg.maxConns) // a minimum above the maximum means the maximum
-	cfg.rel = cfg.rel.WithDefaults()
-	if err := cfg.rel.Validate(); err != nil {
+	cfg.core.MinConns = min(cfg.core.MinConns, cfg.core.MaxConns) // a minimum above the maximum means the maximum
+	cfg.core.Rel = cfg.core.Rel.WithDefaults()
+	if err := cfg.core.Rel.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, err)
 	}
-	cfg.rt = cfg.rt.WithDefaults()
+	cfg.core.Routing = cfg.core.Routing.WithDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{
-		id:       cfg.id,
-		epoch:    cfg.epoch,
-		cfg:      cfg,
-		log:      cfg.logger.With("node", cfg.id.String()[:8]),
-		trs:      append([]transport.Transport{tr}, cfg.extra...),
-		events:   make(chan Event, cfg.eventBuf),
-		in:       queue.New[Delivery](cfg.inbound),
-		inbox:    make(chan inFrame, 256),
-		reqs:     make(chan func(), 64),
-		sends:    make(chan *sendReq, 64),
-		quit:     make(chan struct{}),
-		closing:  make(chan struct{}),
-		loopDone: make(chan struct{}),
-		ctx:      ctx,
-		cancel:   cancel,
-		born:     time.Now(),
+		id:         cfg.core.ID,
+		epoch:      cfg.core.Epoch,
+		cfg:        cfg,
+		log:        cfg.logger.With("node", cfg.core.ID.String()[:8]),
+		trs:        append([]transport.Transport{tr}, cfg.extra...),
+		events:     make(chan Event, cfg.eventBuf),
+		in:         queue.New[Delivery](cfg.inbound),
+		inbox:      make(chan inFrame, 256),
+		written:    make(chan writeResult, 64),
+		sends:      make(chan *sendReq, 64),
+		cancels:    make(chan *sendReq, 16),
+		handshakes: make(chan *handshake),
+		dialed:     make(chan dialResult),
+		queries:    make(chan *query),
+		notes:      make(chan Event, 16),
+		quit:       make(chan struct{}),
+		closing:    make(chan struct{}),
+		loopDone:   make(chan struct{}),
+		ctx:        ctx,
+		cancel:     cancel,
+		links:      make(map[core.LinkID]*link),
+		waits:      make(map[core.LinkID]chan []string),
+		reqs:       make(map[uint64]*sendReq),
 	}
 	n.adv = advertisable(n.Addrs())
-	n.st = newState(n, time.Now())
+	now := time.Now()
+	cc := cfg.core
+	cc.Addrs = n.adv
+	cc.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	cc.Logger = n.log
+	n.core = core.New(cc, now)
+	n.core.SetRoom(now, cfg.inbound)
 	n.wg.Add(1)
 	go n.loop()
 	for _, t := range n.trs {
@@ -274,60 +315,44 @@ func (n *Node) Events() <-chan Event { return n.events }
 
 // Stats returns a snapshot of the node's counters.
 func (n *Node) Stats() Stats {
-	c := &n.stats
+	c := n.final // once the loop has stopped: its last counters
+	if q := n.ask(queryStats); q != nil {
+		c = q.stats
+	}
+	bad := n.undecodable.Load()
 	return Stats{
-		FramesIn: c.framesIn.Load(), FramesOut: c.framesOut.Load(),
-		Forwarded: c.forwarded.Load(), DroppedForward: c.droppedForward.Load(),
-		DroppedNoRoute: c.droppedNoRoute.Load(), DroppedHopLimit: c.droppedHop.Load(),
-		Hostile: c.hostile.Load(), Delivered: c.delivered.Load(), Duplicates: c.duplicates.Load(),
-		Retransmits: c.retransmits.Load(), Failed: c.failed.Load(), EventsDropped: c.eventsDropped.Load(),
-		NeighborsUp: c.up.Load(), NeighborsDown: c.down.Load(), TopologyFrames: c.topology.Load(),
-	}
-}
-
-// do runs f on the loop goroutine and waits for it, or fails with ErrClosed.
-func (n *Node) do(ctx context.Context, f func()) error {
-	done := make(chan struct{})
-	select {
-	case n.reqs <- func() { f(); close(done) }:
-	case <-n.quit:
-		return ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case <-done:
-		return nil
-	case <-n.loopDone:
-		// The loop may have run f just before it stopped.
-		select {
-		case <-done:
-			return nil
-		default:
-			return ErrClosed
-		}
+		FramesIn: c.FramesIn + bad, FramesOut: c.FramesOut,
+		Forwarded: c.Forwarded, DroppedForward: c.DroppedForward,
+		DroppedNoRoute: c.DroppedNoRoute, DroppedHopLimit: c.DroppedHopLimit,
+		Hostile: c.Hostile + bad, Delivered: c.Delivered, Duplicates: c.Duplicates,
+		Retransmits: c.Retransmits, Failed: c.Failed, EventsDropped: n.dropped.Load(),
+		NeighborsUp: c.NeighborsUp, NeighborsDown: c.NeighborsDown, TopologyFrames: c.TopologyFrames,
 	}
 }
 
 // Neighbors returns the UUIDs of the current neighbours, sorted.
 func (n *Node) Neighbors() []uuid.UUID {
-	var out []uuid.UUID
-	_ = n.do(context.Background(), func() { out = n.st.neighbors() })
-	return out
+	if q := n.ask(queryNeighbors); q != nil {
+		return q.neighbors
+	}
+	return nil
 }
 
 // Topology returns a copy of the node's view of the mesh.
 func (n *Node) Topology() routing.Topology {
-	var tp routing.Topology
-	_ = n.do(context.Background(), func() { tp = n.st.rt.Topology() })
-	return tp
+	if q := n.ask(queryTopology); q != nil {
+		return q.topology
+	}
+	return routing.Topology{}
 }
 
 // Send sends body to node to, reliably and in order with this node's other
 // messages to the same destination. It returns once the message is accepted
 // (queued for transmission); if it then cannot be delivered, a DeliveryFailed
-// event says so. Send blocks while the destination's window and backlog are
-// full, until ctx ends. The body is copied.
+// event says so. A destination that is not routed yet is fine: the message
+// waits for its route (within the retry budget). Send blocks while the
+// destination's window and backlog are full, until ctx ends. The body is
+// copied.
 func (n *Node) Send(ctx context.Context, to uuid.UUID, body []byte) error {
 	return n.Multicast(ctx, []uuid.UUID{to}, body)
 }
@@ -335,8 +360,8 @@ func (n *Node) Send(ctx context.Context, to uuid.UUID, body []byte) error {
 // Multicast sends body to each node in tos, as Send does to each. The message
 // is accepted for all destinations at once or for none.
 func (n *Node) Multicast(ctx context.Context, tos []uuid.UUID, body []byte) error {
-	if len(body) > n.cfg.maxBody {
-		return fmt.Errorf("%w: %d > %d bytes", ErrTooLarge, len(body), n.cfg.maxBody)
+	if len(body) > n.cfg.core.MaxBody {
+		return fmt.Errorf("%w: %d > %d bytes", ErrTooLarge, len(body), n.cfg.core.MaxBody)
 	}
 	r := &sendReq{}
 	dsts := r.one[:0]
@@ -354,14 +379,14 @@ func (n *Node) Multicast(ctx context.Context, tos []uuid.UUID, body []byte) erro
 	if len(dsts) == 0 {
 		return nil
 	}
-	r.dsts = dsts
+	r.Dsts = dsts
 	if len(dsts) == 1 {
-		r.frames = r.frame1[:]
+		r.Frames = r.frame1[:]
 	} else {
-		r.frames = make([][]byte, len(dsts))
+		r.Frames = make([][]byte, len(dsts))
 	}
-	for i := range r.frames {
-		r.frames[i] = outFrame(body)
+	for i := range r.Frames {
+		r.Frames[i] = outFrame(body)
 	}
 	return n.submit(ctx, r)
 }
@@ -370,41 +395,14 @@ func (n *Node) Multicast(ctx context.Context, tos []uuid.UUID, body []byte) erro
 // every node and delivered to each exactly once; nodes that miss the flood get
 // a repair copy. Failures are reported per destination as DeliveryFailed.
 func (n *Node) Broadcast(ctx context.Context, body []byte) error {
-	if len(body) > n.cfg.maxBody {
-		return fmt.Errorf("%w: %d > %d bytes", ErrTooLarge, len(body), n.cfg.maxBody)
+	if len(body) > n.cfg.core.MaxBody {
+		return fmt.Errorf("%w: %d > %d bytes", ErrTooLarge, len(body), n.cfg.core.MaxBody)
 	}
-	r := &sendReq{bcast: true}
+	r := &sendReq{}
+	r.Bcast = true
 	r.frame1[0] = outFrame(body)
-	r.frames = r.frame1[:]
+	r.Frames = r.frame1[:]
 	return n.submit(ctx, r)
-}
-
-// submit hands a send request to the loop and waits until it is accepted,
-// ctx ends or the node closes. Exactly one of accept and cancel wins, so a
-// message is never both reported as not sent and sent.
-func (n *Node) submit(ctx context.Context, r *sendReq) error {
-	r.done = make(chan struct{}) // no pointers: one allocation
-	select {
-	case n.sends <- r:
-	case <-n.quit:
-		return ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case <-r.done:
-		return r.err
-	case <-ctx.Done():
-		if r.state.CompareAndSwap(reqPending, reqCancelled) {
-			return ctx.Err()
-		}
-	case <-n.loopDone:
-		if r.state.CompareAndSwap(reqPending, reqCancelled) {
-			return ErrClosed
-		}
-	}
-	<-r.done // the loop won: it answers
-	return r.err
 }
 
 // Receive returns the next delivered message, waiting until one arrives, ctx
@@ -432,10 +430,10 @@ func (n *Node) emit(e Event) {
 	select {
 	case n.events <- e:
 	default:
-		n.stats.eventsDropped.Add(1)
+		n.dropped.Add(1)
 		n.log.Warn("event dropped: Events() is not drained", "kind", e.Kind.String(), "peer", e.Peer)
 	}
 }
 
 // reliabilityConfig exposes the effective reliability parameters to tests.
-func (n *Node) reliabilityConfig() reliability.Config { return n.cfg.rel }
+func (n *Node) reliabilityConfig() reliability.Config { return n.cfg.core.Rel }

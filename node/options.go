@@ -7,7 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/distrirender/distrirender/message"
+	"github.com/distrirender/distrirender/node/internal/core"
 	"github.com/distrirender/distrirender/reliability"
 	"github.com/distrirender/distrirender/routing"
 	"github.com/distrirender/distrirender/transport"
@@ -17,51 +17,19 @@ import (
 type Option func(*config) error
 
 type config struct {
-	logger          *slog.Logger
-	id              uuid.UUID
-	epoch           uint64
-	extra           []transport.Transport
-	maxConns        int
-	keepalive       time.Duration
-	deadAfter       int
-	handshake       time.Duration
-	hopLimit        uint8
-	maxBody         int
-	inbound         int
-	backlog         int
-	forwardBuf      int
-	controlBuf      int
-	eventBuf        int
-	rel             reliability.Config
-	rt              routing.Config
-	entryPointLimit int
-	redialFor       time.Duration
-	minConns        int
-	balanceEvery    time.Duration
+	logger   *slog.Logger
+	extra    []transport.Transport
+	inbound  int
+	eventBuf int
+	core     core.Config // the protocol's parameters: core.Defaults explains them
 }
 
 func defaults() config {
 	return config{
-		logger:    slog.New(slog.DiscardHandler),
-		maxConns:  10,
-		keepalive: time.Second,
-		deadAfter: 3,
-		handshake: 5 * time.Second,
-		hopLimit:  64,
-		maxBody:   message.DefaultMaxBody,
-		inbound:   1024,
-		// The backlog per destination sits in front of the reliability window:
-		// Send blocks once window+backlog messages to one destination are pending.
-		backlog: 64,
-		// 256 frames per neighbour absorbs a full window from 25 streams crossing
-		// one link before forwarded frames are dropped (and retransmitted end to end).
-		forwardBuf:      256,
-		controlBuf:      256,
-		eventBuf:        1024,
-		entryPointLimit: 4,
-		redialFor:       time.Minute,
-		minConns:        5,
-		balanceEvery:    time.Second,
+		logger:   slog.New(slog.DiscardHandler),
+		inbound:  1024,
+		eventBuf: 1024,
+		core:     core.Defaults(),
 	}
 }
 
@@ -84,7 +52,7 @@ func WithID(id uuid.UUID) Option {
 		if id == uuid.Nil {
 			return fmt.Errorf("%w: nil node ID", ErrInvalidOption)
 		}
-		c.id = id
+		c.core.ID = id
 		return nil
 	}
 }
@@ -96,7 +64,7 @@ func WithEpoch(epoch uint64) Option {
 		if epoch == 0 {
 			return fmt.Errorf("%w: zero epoch", ErrInvalidOption)
 		}
-		c.epoch = epoch
+		c.core.Epoch = epoch
 		return nil
 	}
 }
@@ -119,7 +87,7 @@ func WithMaxConnections(n int) Option {
 		if n < 1 || n > 1024 {
 			return fmt.Errorf("%w: max connections %d not in [1,1024]", ErrInvalidOption, n)
 		}
-		c.maxConns = n
+		c.core.MaxConns = n
 		return nil
 	}
 }
@@ -135,7 +103,7 @@ func WithKeepalive(interval time.Duration, missed int) Option {
 		if interval <= 0 || missed < 2 {
 			return fmt.Errorf("%w: keepalive %v x %d", ErrInvalidOption, interval, missed)
 		}
-		c.keepalive, c.deadAfter = interval, missed
+		c.core.Keepalive, c.core.DeadAfter = interval, missed
 		return nil
 	}
 }
@@ -146,7 +114,7 @@ func WithHopLimit(n uint8) Option {
 		if n == 0 {
 			return fmt.Errorf("%w: zero hop limit", ErrInvalidOption)
 		}
-		c.hopLimit = n
+		c.core.HopLimit = n
 		return nil
 	}
 }
@@ -158,7 +126,7 @@ func WithMaxBody(n int) Option {
 		if n < 1 {
 			return fmt.Errorf("%w: max body %d", ErrInvalidOption, n)
 		}
-		c.maxBody = n
+		c.core.MaxBody = n
 		return nil
 	}
 }
@@ -171,7 +139,7 @@ func WithQueues(inbound, backlogPerDestination int) Option {
 		if inbound < 1 || backlogPerDestination < 1 {
 			return fmt.Errorf("%w: queue lengths %d, %d", ErrInvalidOption, inbound, backlogPerDestination)
 		}
-		c.inbound, c.backlog = inbound, backlogPerDestination
+		c.inbound, c.core.Backlog = inbound, backlogPerDestination
 		return nil
 	}
 }
@@ -183,7 +151,7 @@ func WithForwardBuffer(n int) Option {
 		if n < 1 {
 			return fmt.Errorf("%w: forward buffer %d", ErrInvalidOption, n)
 		}
-		c.forwardBuf = n
+		c.core.ForwardBuf = n
 		return nil
 	}
 }
@@ -208,7 +176,7 @@ func WithReliability(rc reliability.Config) Option {
 		if err := rc.Validate(); err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalidOption, err)
 		}
-		c.rel = rc
+		c.core.Rel = rc
 		return nil
 	}
 }
@@ -217,7 +185,7 @@ func WithReliability(rc reliability.Config) Option {
 // Zero fields take their defaults.
 func WithRouting(rc routing.Config) Option {
 	return func(c *config) error {
-		c.rt = rc
+		c.core.Routing = rc
 		return nil
 	}
 }
@@ -230,7 +198,7 @@ func WithRedial(window time.Duration) Option {
 		if window < 0 {
 			return fmt.Errorf("%w: negative redial window", ErrInvalidOption)
 		}
-		c.redialFor = window
+		c.core.RedialFor = window
 		return nil
 	}
 }
@@ -245,7 +213,7 @@ func WithMinConnections(n int) Option {
 		if n < 0 || n > 1024 {
 			return fmt.Errorf("%w: min connections %d not in [0,1024]", ErrInvalidOption, n)
 		}
-		c.minConns = n
+		c.core.MinConns = n
 		return nil
 	}
 }

@@ -1,0 +1,701 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/distrirender/distrirender/message"
+	"github.com/distrirender/distrirender/node/internal/core"
+	"github.com/distrirender/distrirender/routing"
+	"github.com/distrirender/distrirender/transport"
+)
+
+// The driver: one loop goroutine that owns the core and applies its Ready,
+// a reader and a writer per edge, an accept goroutine per transport, a
+// goroutine per handshake and per dial. Nothing but the loop touches the
+// core; the others talk to it over the typed channels of Node.
+
+// sendReq is one Send, Multicast or Broadcast on its way through the loop.
+type sendReq struct {
+	core.SendRequest
+	one       [1]uuid.UUID // Dsts' storage for a Send
+	frame1    [1][]byte    // Frames' storage for a Send or Broadcast
+	cancelled atomic.Bool  // the caller gave up: the loop must not offer it
+	done      chan struct{}
+	err       error // set by the loop before it closes done
+}
+
+// outFrame copies body into a new buffer with room for the frame header in
+// front of it: the core's first transmission writes the header in place, so
+// a message is copied once on its way from Send to the transport.
+func outFrame(body []byte) []byte {
+	f := make([]byte, message.HeaderSize+len(body))
+	copy(f[message.HeaderSize:], body)
+	return f
+}
+
+// submit hands a send request to the loop and waits until the core accepts
+// or refuses it. When ctx ends first, the loop is asked to withdraw it:
+// exactly one of acceptance and withdrawal wins, so a message is never both
+// reported as not sent and sent.
+func (n *Node) submit(ctx context.Context, r *sendReq) error {
+	r.done = make(chan struct{})
+	select {
+	case n.sends <- r:
+	case <-n.quit:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-r.done:
+		return r.err
+	case <-n.loopDone:
+		return n.answered(r)
+	case <-ctx.Done():
+	}
+	r.cancelled.Store(true)
+	select {
+	case n.cancels <- r:
+	case <-n.loopDone:
+		return n.answered(r)
+	}
+	select {
+	case <-r.done:
+	case <-n.loopDone:
+		return n.answered(r)
+	}
+	if errors.Is(r.err, core.ErrCancelled) {
+		return ctx.Err()
+	}
+	return r.err
+}
+
+// answered returns the loop's answer to r once the loop has stopped: it
+// answered every request it took before it stopped, and one it never took
+// was not sent.
+func (n *Node) answered(r *sendReq) error {
+	select {
+	case <-r.done:
+		if errors.Is(r.err, core.ErrCancelled) {
+			return ErrClosed
+		}
+		return r.err
+	default:
+		return ErrClosed
+	}
+}
+
+// ---- queries ----
+
+type queryKind uint8
+
+const (
+	queryStats queryKind = iota
+	queryNeighbors
+	queryTopology
+	queryDebug
+	queryHello
+)
+
+// query reads the core's state on the loop goroutine.
+type query struct {
+	kind      queryKind
+	done      chan struct{}
+	stats     core.Stats
+	neighbors []uuid.UUID
+	topology  routing.Topology
+	text      string
+	hello     []byte
+}
+
+// ask runs a query on the loop, or returns nil once the loop has stopped.
+func (n *Node) ask(kind queryKind) *query {
+	q := &query{kind: kind, done: make(chan struct{})}
+	select {
+	case n.queries <- q:
+	case <-n.loopDone:
+		return nil
+	}
+	<-q.done
+	return q
+}
+
+func (n *Node) answer(q *query) {
+	c := n.core
+	switch q.kind {
+	case queryStats:
+		q.stats = c.Stats()
+	case queryNeighbors:
+		q.neighbors = c.Neighbors()
+	case queryTopology:
+		q.topology = c.Topology()
+	case queryDebug:
+		q.text = c.String()
+	case queryHello:
+		q.hello = c.HelloFrame()
+	}
+	close(q.done)
+}
+
+// ---- the loop ----
+
+// maxBatch bounds the inputs the loop handles before it applies a Ready.
+const maxBatch = 64
+
+// loop is the node's event loop: the only goroutine that touches the core.
+func (n *Node) loop() {
+	defer n.wg.Done()
+	defer close(n.loopDone)
+	c := n.core
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var armed time.Time // the deadline the timer is set for; zero once it fired
+	for {
+		n.apply(c.Ready())
+		c.Advance()
+		// A deadline in the past means: tick now.
+		if d := c.Deadline(); armed.IsZero() || !d.Equal(armed) {
+			timer.Reset(max(0, time.Until(d)))
+			armed = d
+		}
+		// Room in the inbound queue matters only while deliveries wait for it.
+		var space <-chan struct{}
+		if c.Blocked() {
+			space = n.in.Space()
+		}
+		select {
+		case f := <-n.inbox:
+			n.onFrame(time.Now(), f)
+			n.batch()
+		case w := <-n.written:
+			n.onWritten(time.Now(), w)
+			n.batch()
+		case r := <-n.sends:
+			n.onSend(time.Now(), r)
+			n.batch()
+		case r := <-n.cancels:
+			c.Cancel(time.Now(), r.ID)
+		case h := <-n.handshakes:
+			n.onHandshake(time.Now(), h)
+		case d := <-n.dialed:
+			c.DialDone(time.Now(), d.token, d.addr, d.err)
+		case q := <-n.queries:
+			n.answer(q)
+		case e := <-n.notes:
+			n.emit(e)
+		case <-timer.C:
+			armed = time.Time{}
+			// Frames already read are signs of life: handle them before
+			// the failure detector looks at the neighbours.
+			n.batch()
+			c.Tick(time.Now())
+		case <-space:
+			c.SetRoom(time.Now(), n.in.Cap()-n.in.Len())
+		case <-n.closing:
+			n.shutdown()
+			return
+		}
+	}
+}
+
+// batch handles the frames, write completions and send requests already
+// waiting, up to a bound, so that one Ready (and one ack per stream) covers
+// them all.
+func (n *Node) batch() {
+	for range maxBatch {
+		select {
+		case f := <-n.inbox:
+			n.onFrame(time.Now(), f)
+		case w := <-n.written:
+			n.onWritten(time.Now(), w)
+		case r := <-n.sends:
+			n.onSend(time.Now(), r)
+		default:
+			return
+		}
+	}
+}
+
+func (n *Node) onFrame(now time.Time, f inFrame) {
+	if f.err != nil {
+		n.core.EdgeFailed(now, f.link, f.err)
+		return
+	}
+	n.core.Frame(now, f.link, f.m, f.frame)
+}
+
+func (n *Node) onWritten(now time.Time, w writeResult) {
+	if l := n.links[w.link]; l != nil {
+		l.pending = false
+	}
+	if w.err != nil {
+		n.core.EdgeFailed(now, w.link, w.err)
+		return
+	}
+	n.core.WriteDone(now, w.link)
+}
+
+func (n *Node) onSend(now time.Time, r *sendReq) {
+	if r.cancelled.Load() {
+		r.err = core.ErrCancelled
+		close(r.done)
+		return
+	}
+	n.reqID++
+	r.ID = n.reqID
+	n.reqs[r.ID] = r
+	n.core.Send(now, &r.SendRequest)
+}
+
+// apply carries out a Ready, in the order the core documents.
+func (n *Node) apply(rd core.Ready) {
+	for _, w := range rd.Writes {
+		l := n.links[w.Link]
+		if l == nil {
+			continue // closed meanwhile: the core learns it from the reader
+		}
+		l.pending = true
+		l.writes <- w.Frames // never blocks: one Write per edge at a time
+	}
+	for _, id := range rd.Close {
+		if l := n.links[id]; l != nil {
+			delete(n.links, id)
+			l.close()
+		}
+	}
+	for _, d := range rd.Deliveries {
+		n.in.TryPush(Delivery{From: d.From, Body: d.Body, Broadcast: d.Broadcast, Index: d.Index})
+	}
+	for _, a := range rd.Answers {
+		if r := n.reqs[a.ID]; r != nil {
+			delete(n.reqs, a.ID)
+			r.err = a.Err
+			close(r.done)
+		}
+	}
+	for _, e := range rd.Events {
+		n.emit(Event{Kind: EventKind(e.Kind), Peer: e.Peer, Broadcast: e.Broadcast, Index: e.Index, Body: e.Body, Err: e.Err, Addr: e.Addr})
+	}
+	for _, a := range rd.EntryAnswers {
+		if ch := n.waits[a.Link]; ch != nil {
+			delete(n.waits, a.Link)
+			ch <- a.Addrs
+		}
+	}
+	for _, d := range rd.Dials {
+		n.wg.Add(1)
+		go n.dial(d)
+	}
+}
+
+// shutdown says goodbye, gives the writers a moment to put the goodbyes on
+// the wire, and stops everything.
+func (n *Node) shutdown() {
+	c := n.core
+	c.Shutdown(time.Now())
+	grace := time.NewTimer(time.Second)
+	defer grace.Stop()
+flush:
+	for {
+		n.apply(c.Ready())
+		c.Advance()
+		if !n.writing() {
+			break
+		}
+		select {
+		case w := <-n.written:
+			n.onWritten(time.Now(), w)
+		case <-grace.C:
+			break flush
+		}
+	}
+	n.final = c.Stats()
+	close(n.quit)
+	n.cancel()
+	for _, l := range n.links {
+		l.close()
+	}
+	for _, t := range n.trs {
+		t.Close()
+	}
+	n.in.Close()
+	close(n.events)
+}
+
+// writing reports whether a writer still has a Write.
+func (n *Node) writing() bool {
+	for _, l := range n.links {
+		if l.pending {
+			return true
+		}
+	}
+	return false
+}
+
+// ---- edges ----
+
+// link is an edge the core knows: a neighbour's, or one waiting to be
+// closed. The loop owns it; the reader and writer touch only edge and the
+// channels.
+type link struct {
+	id      core.LinkID
+	edge    transport.Edge
+	writes  chan [][]byte // one Write at a time, from the loop
+	stop    chan struct{}
+	pending bool // a Write is with the writer
+	closed  bool
+}
+
+func (n *Node) newLink(e transport.Edge) *link {
+	return &link{
+		id:     core.LinkID(n.nextLink.Add(1)),
+		edge:   e,
+		writes: make(chan [][]byte, 1),
+		stop:   make(chan struct{}),
+	}
+}
+
+func (l *link) close() {
+	if !l.closed {
+		l.closed = true
+		close(l.stop)
+		l.edge.Close()
+	}
+}
+
+// inFrame is a decoded frame from an edge; frame owns the bytes m aliases.
+// With err set it is instead the end of the edge, queued behind the frames
+// read before it, so that a goodbye is handled before the close after it.
+type inFrame struct {
+	link  core.LinkID
+	m     message.Message
+	frame []byte
+	err   error
+}
+
+// writeResult reports that a writer finished a Write, or failed.
+type writeResult struct {
+	link core.LinkID
+	err  error
+}
+
+// start launches the edge's reader and writer.
+func (n *Node) start(l *link) {
+	n.wg.Add(2)
+	go n.reader(l)
+	go n.writer(l)
+}
+
+func (n *Node) reader(l *link) {
+	defer n.wg.Done()
+	for {
+		f, err := l.edge.Receive(n.ctx)
+		if err != nil {
+			select {
+			case n.inbox <- inFrame{link: l.id, err: err}:
+			case <-n.quit:
+			}
+			return
+		}
+		m, err := message.Decode(f, n.cfg.core.MaxBody)
+		if err != nil {
+			n.hostileFrame(err)
+			continue
+		}
+		select {
+		case n.inbox <- inFrame{link: l.id, m: m, frame: f}:
+		case <-n.quit:
+			return
+		}
+	}
+}
+
+// hostileFrame counts and logs a frame that did not decode. Logging is
+// thinned to powers of two so that a flood of garbage cannot flood the log.
+func (n *Node) hostileFrame(err error) {
+	if c := n.undecodable.Add(1); c&(c-1) == 0 {
+		n.log.Warn("hostile input", "what", "undecodable frame", "err", err, "total", c)
+	}
+}
+
+func (n *Node) writer(l *link) {
+	defer n.wg.Done()
+	for {
+		select {
+		case frames := <-l.writes:
+			var err error
+			for _, f := range frames {
+				if err = l.edge.Send(n.ctx, f); err != nil {
+					break
+				}
+			}
+			select {
+			case n.written <- writeResult{link: l.id, err: err}:
+			case <-n.quit:
+				return
+			}
+			if err != nil {
+				return
+			}
+		case <-l.stop:
+			return
+		}
+	}
+}
+
+// ---- handshakes ----
+
+// handshake asks the loop to admit an incoming edge (addr empty) or to
+// register one this node dialled at addr.
+type handshake struct {
+	edge  transport.Edge
+	id    uuid.UUID
+	epoch uint64
+	hello message.Hello
+	addr  string
+	dial  bool
+
+	done chan struct{}
+	adm  core.Admission
+	wait chan []string // entry points, when adm.Wait
+	err  error         // Register's answer
+}
+
+func (n *Node) onHandshake(now time.Time, h *handshake) {
+	defer close(h.done)
+	l := n.newLink(h.edge)
+	if !h.dial {
+		h.adm = n.core.Admit(now, l.id, h.id, h.epoch, h.hello)
+		switch {
+		case h.adm.Accepted:
+			n.links[l.id] = l
+			n.start(l)
+		case h.adm.Wait:
+			h.wait = make(chan []string, 1)
+			n.waits[l.id] = h.wait
+		}
+		return
+	}
+	h.err = n.core.Register(now, l.id, h.id, h.epoch, h.hello, h.addr)
+	switch {
+	case h.err == nil:
+		n.links[l.id] = l
+		n.start(l)
+	case errors.Is(h.err, ErrDuplicateEdge):
+		n.links[l.id] = l // the core closes it after the handshake timeout
+	}
+}
+
+// handshakeWith runs h on the loop.
+func (n *Node) handshakeWith(ctx context.Context, h *handshake) error {
+	h.done = make(chan struct{})
+	select {
+	case n.handshakes <- h:
+	case <-n.quit:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	<-h.done
+	return nil
+}
+
+func (n *Node) acceptLoop(t transport.Transport) {
+	defer n.wg.Done()
+	for {
+		e, err := t.Accept(n.ctx)
+		if err != nil {
+			if !errors.Is(err, transport.ErrClosed) && n.ctx.Err() == nil {
+				n.log.Warn("accept failed; no longer accepting on this transport", "err", err)
+			}
+			return
+		}
+		n.wg.Add(1)
+		go n.acceptHandshake(e)
+	}
+}
+
+// acceptHandshake reads the dialer's hello, asks the loop for admission and
+// answers with welcome (queued by the core, first on the new edge) or with
+// reject.
+func (n *Node) acceptHandshake(e transport.Edge) {
+	defer n.wg.Done()
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.core.Handshake)
+	defer cancel()
+	m, hello, err := n.readHello(ctx, e, message.TypeHello)
+	if err != nil {
+		n.log.Debug("incoming handshake failed", "remote", e.RemoteAddr(), "err", err)
+		e.Close()
+		return
+	}
+	h := &handshake{edge: e, id: m.UID.Node, epoch: m.Header.Epoch, hello: hello}
+	if err := n.handshakeWith(ctx, h); err != nil || h.adm.Accepted {
+		if err != nil {
+			e.Close()
+		}
+		return
+	}
+	rej := h.adm.Reject
+	if h.wait != nil {
+		// Full, and no entry point known: the mesh was asked for one.
+		select {
+		case eps := <-h.wait:
+			rej.EntryPoints = eps
+		case <-ctx.Done():
+		}
+	}
+	_ = e.Send(ctx, n.control(message.TypeReject, rej.Append(nil)))
+	e.Close()
+}
+
+// control encodes a link-local control frame for a handshake.
+func (n *Node) control(typ message.Type, body []byte) []byte {
+	return core.HandshakeFrame(n.id, n.epoch, n.cfg.core.HopLimit, typ, body)
+}
+
+// readHello reads one handshake frame of the wanted type (or a reject, for
+// the dialer) and decodes its body.
+func (n *Node) readHello(ctx context.Context, e transport.Edge, want message.Type) (message.Message, message.Hello, error) {
+	f, err := e.Receive(ctx)
+	if err != nil {
+		return message.Message{}, message.Hello{}, fmt.Errorf("%w: %w", ErrHandshake, err)
+	}
+	m, h, err := core.ParseHandshake(f, want, n.cfg.core.MaxBody)
+	var rej *core.RejectError
+	var bad *message.DecodeError
+	switch {
+	case errors.As(err, &rej):
+		return m, h, &RejectedError{Peer: rej.Peer, Reason: rej.Reason, EntryPoints: rej.EntryPoints}
+	case errors.As(err, &bad):
+		n.hostileFrame(err)
+	}
+	return m, h, err
+}
+
+// ---- dialling ----
+
+// maxRedirects bounds how many entry points Connect follows.
+const maxRedirects = 8
+
+// Connect opens an edge to the node at addr and returns once it is a
+// neighbour. If that node is full, Connect follows the entry points it hands
+// back (up to 8 redirects, never the same address twice), emitting a
+// Redirected event for each; it tries each of the node's transports in turn.
+// It returns ErrNoEntryPoint when the mesh offers no node that can accept,
+// ErrDuplicateEdge when the edge exists already, and ErrFull when this node
+// has MaxConnections neighbours by the time the handshake completes (it then
+// says goodbye on the new edge and closes it).
+func (n *Node) Connect(ctx context.Context, addr string) error {
+	tried := map[string]bool{}
+	for range maxRedirects + 1 {
+		tried[addr] = true
+		err := n.connectOnce(ctx, addr)
+		var rej *RejectedError
+		if !errors.As(err, &rej) || rej.Reason != message.RejectFull {
+			return err
+		}
+		next := ""
+		for _, ep := range rej.EntryPoints {
+			if !tried[ep] && !slices.Contains(n.adv, ep) {
+				next = ep
+				break
+			}
+		}
+		if next == "" {
+			return fmt.Errorf("%w: %s is full: %w", ErrNoEntryPoint, addr, err)
+		}
+		n.log.Debug("redirected", "from", addr, "to", next)
+		select {
+		case n.notes <- Event{Kind: Redirected, Addr: next, Peer: rej.Peer}:
+		case <-n.quit:
+			return ErrClosed
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		addr = next
+	}
+	return fmt.Errorf("%w: gave up at %s", ErrTooManyRedirects, addr)
+}
+
+// connectOnce dials addr on each transport in turn and runs the handshake
+// on the first edge that opens.
+func (n *Node) connectOnce(ctx context.Context, addr string) error {
+	select {
+	case <-n.closing:
+		return ErrClosed
+	default:
+	}
+	var errs []error
+	for _, t := range n.trs {
+		e, err := t.Dial(ctx, addr)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		return n.dialHandshake(ctx, e, addr)
+	}
+	return fmt.Errorf("node: connect %s: %w", addr, errors.Join(errs...))
+}
+
+func (n *Node) dialHandshake(ctx context.Context, e transport.Edge, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.core.Handshake)
+	defer cancel()
+	q := n.ask(queryHello)
+	if q == nil {
+		e.Close()
+		return ErrClosed
+	}
+	if err := e.Send(ctx, q.hello); err != nil {
+		e.Close()
+		return fmt.Errorf("%w: %w", ErrHandshake, err)
+	}
+	m, hello, err := n.readHello(ctx, e, message.TypeWelcome)
+	if err != nil {
+		e.Close()
+		return err
+	}
+	h := &handshake{edge: e, id: m.UID.Node, epoch: m.Header.Epoch, hello: hello, addr: addr, dial: true}
+	if err := n.handshakeWith(ctx, h); err != nil {
+		e.Close()
+		return err
+	}
+	switch {
+	case h.err == nil, errors.Is(h.err, ErrDuplicateEdge):
+		// The loop owns the edge now (a duplicate is closed after the
+		// handshake timeout: the other side may still hold it).
+		return h.err
+	case errors.Is(h.err, ErrFull):
+		// The other side took this node as a neighbour: tell it this is a
+		// hang-up, not a failure.
+		_ = e.Send(ctx, n.control(message.TypeGoodbye, nil))
+	}
+	e.Close()
+	return h.err
+}
+
+// dialResult reports a core's Dial done.
+type dialResult struct {
+	token uint64
+	addr  string
+	err   error
+}
+
+// dial runs a core's Dial: Connect with redirects, bounded by the handshake
+// timeout.
+func (n *Node) dial(d core.Dial) {
+	defer n.wg.Done()
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.core.Handshake)
+	defer cancel()
+	err := n.Connect(ctx, d.Addr)
+	select {
+	case n.dialed <- dialResult{token: d.Token, addr: d.Addr, err: err}:
+	case <-n.quit:
+	}
+}

@@ -1,0 +1,515 @@
+package core
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/distrirender/distrirender/message"
+	"github.com/distrirender/distrirender/reliability"
+)
+
+// outStream is this node's stream to one destination, or its broadcast stream.
+type outStream struct {
+	dst      uuid.UUID // uuid.Nil for the broadcast stream
+	dstEpoch uint64    // the destination's epoch when last seen; 0 if unknown
+
+	blockedBy    uuid.UUID // the target holding the window back (Sender.Blocked)
+	blockedSince time.Time
+	targets      []uuid.UUID // {dst} for unicast, reused for every Push
+	snd          *reliability.Sender
+	backlog      fifo
+}
+
+// rxKey names an incoming stream: a source's unicast or broadcast stream.
+type rxKey struct {
+	src   uuid.UUID
+	bcast bool
+}
+
+// streams holds the reliable streams: this node's outgoing ones, the
+// incoming ones, and the send requests waiting for backlog room.
+type streams struct {
+	c      *Core
+	out    map[uuid.UUID]*outStream
+	order  []*outStream // out in creation order: iteration is deterministic
+	bcast  *outStream
+	rx     map[rxKey]*reliability.Receiver
+	parked []*SendRequest
+
+	ackDue  []rxKey // acks to send once the current batch is handled
+	ackSet  map[rxKey]struct{}
+	blocked []rxKey // streams with deliveries waiting for inbound room
+	room    int     // deliveries the inbound queue can take
+
+	resets    uint64               // stream resets so far: new stream epochs
+	epochs    map[uuid.UUID]uint64 // last epoch seen per origin, to notice restarts
+	reachable map[uuid.UUID]struct{}
+}
+
+func (ss *streams) init(c *Core) {
+	ss.c = c
+	ss.out = make(map[uuid.UUID]*outStream)
+	ss.rx = make(map[rxKey]*reliability.Receiver)
+	ss.ackSet = make(map[rxKey]struct{})
+	ss.epochs = make(map[uuid.UUID]uint64)
+	ss.reachable = make(map[uuid.UUID]struct{})
+	ss.bcast = ss.newStream(uuid.Nil)
+}
+
+func (ss *streams) newStream(dst uuid.UUID) *outStream {
+	c := ss.c
+	s := &outStream{
+		dst:     dst,
+		snd:     reliability.NewSender(c.cfg.Rel, c.cfg.Epoch),
+		backlog: fifo{limit: c.cfg.Backlog},
+	}
+	if dst != uuid.Nil {
+		s.targets = []uuid.UUID{dst}
+		s.dstEpoch, _ = c.rt.Epoch(dst)
+	}
+	return s
+}
+
+// all returns every outgoing stream, the broadcast stream first.
+func (ss *streams) all() []*outStream {
+	return append([]*outStream{ss.bcast}, ss.order...)
+}
+
+// bodyOf returns the body of a SendRequest frame buffer.
+func bodyOf(frame []byte) []byte { return frame[message.HeaderSize:] }
+
+// ---- sending ----
+
+// Send offers a send request. It is accepted (an Answer with a nil Err) once
+// every stream it needs has backlog room, at once or later; it waits parked
+// meanwhile, until Cancel or Shutdown refuses it.
+func (c *Core) Send(now time.Time, r *SendRequest) {
+	c.now = now
+	ss := &c.streams
+	if c.closed {
+		c.out.Answers = append(c.out.Answers, Answer{ID: r.ID, Err: ErrClosed})
+		return
+	}
+	if !ss.tryAccept(r) {
+		ss.parked = append(ss.parked, r)
+	}
+}
+
+// Cancel refuses a parked send request with ErrCancelled. A request already
+// answered, or not yet offered, is left alone.
+func (c *Core) Cancel(now time.Time, id uint64) {
+	c.now = now
+	ss := &c.streams
+	for i, r := range ss.parked {
+		if r.ID == id {
+			ss.parked = slices.Delete(ss.parked, i, i+1)
+			c.out.Answers = append(c.out.Answers, Answer{ID: id, Err: ErrCancelled})
+			return
+		}
+	}
+}
+
+// tryAccept accepts r if every stream it needs has backlog room.
+func (ss *streams) tryAccept(r *SendRequest) bool {
+	var buf [4]*outStream
+	streams := buf[:0]
+	if r.Bcast {
+		streams = append(streams, ss.bcast)
+	}
+	for _, d := range r.Dsts {
+		s := ss.out[d]
+		if s == nil {
+			s = ss.newStream(d)
+			ss.out[d] = s
+			ss.order = append(ss.order, s)
+		}
+		streams = append(streams, s)
+	}
+	for _, s := range streams {
+		if s.backlog.Len() >= s.backlog.limit {
+			return false
+		}
+	}
+	for i, s := range streams {
+		s.backlog.push(r.Frames[i])
+		ss.pump(s)
+	}
+	ss.c.out.Answers = append(ss.c.out.Answers, Answer{ID: r.ID})
+	return true
+}
+
+func (ss *streams) unpark() {
+	if len(ss.parked) > 0 {
+		ss.parked = slices.DeleteFunc(ss.parked, ss.tryAccept)
+	}
+}
+
+// pump moves messages from a stream's backlog into its window and sends them.
+func (ss *streams) pump(s *outStream) {
+	c := ss.c
+	for !s.snd.Full() && s.backlog.Len() > 0 {
+		frame := s.backlog.pop()
+		targets := s.targets
+		if s.dst == uuid.Nil {
+			targets = c.rt.Reachable()
+		}
+		pkt, err := s.snd.Push(c.now, bodyOf(frame), targets)
+		if err != nil {
+			continue // a broadcast with nobody to reach is done
+		}
+		ss.transmit(s, uuid.Nil, pkt, frame)
+	}
+}
+
+// transmit sends a packet of stream s: a unicast to its destination, a
+// broadcast's first flood, or a broadcast's repair copy to target. The first
+// transmission passes the packet's frame buffer, which it encodes in place
+// and which is then never written again; a retransmission passes nil and
+// gets a new frame.
+func (ss *streams) transmit(s *outStream, target uuid.UUID, pkt reliability.Packet, first []byte) {
+	c := ss.c
+	// Data frames carry the stream's epoch, which is the node's epoch until a
+	// destination restart resets the stream (checkRestart).
+	typ, dst := message.TypeMsg, s.dst
+	if s.dst == uuid.Nil {
+		typ, dst = message.TypeMsgBroadcast, target // uuid.Nil: the flood
+	}
+	m := c.message(typ, 0, dst, s.snd.Epoch(), int32(pkt.Seq), pkt.Base, pkt.Body)
+	var f []byte
+	if first != nil {
+		f = m.AppendHeader(first[:0])[:len(first)]
+	} else {
+		f = m.Encode()
+	}
+	if dst != uuid.Nil {
+		c.route(dst, f, false)
+		return
+	}
+	c.flood(nil, f, false)
+}
+
+// ---- receiving ----
+
+// SetRoom tells the Core how many deliveries the inbound queue can take now.
+func (c *Core) SetRoom(now time.Time, room int) {
+	c.now = now
+	ss := &c.streams
+	ss.room = room
+	if room > 0 && len(ss.blocked) > 0 {
+		blocked := ss.blocked
+		ss.blocked = nil
+		for _, k := range blocked {
+			if rx := ss.rx[k]; rx != nil {
+				ss.deliver(k, rx)
+			}
+		}
+	}
+}
+
+// Blocked reports whether a delivery waits for room (see SetRoom).
+func (c *Core) Blocked() bool { return len(c.streams.blocked) > 0 }
+
+// onData feeds a data frame addressed to this node to its receive stream.
+func (ss *streams) onData(p *peer, m message.Message, bcast bool, body []byte) reliability.Verdict {
+	c := ss.c
+	k := rxKey{src: m.UID.Node, bcast: bcast}
+	rx := ss.rx[k]
+	if rx == nil {
+		if !c.rt.Known(k.src) {
+			// Without the source's link state there is no route for the ack,
+			// and state for unknown sources would let a neighbour grow memory.
+			// The source retransmits once the mesh has converged.
+			c.stats.DroppedNoRoute++
+			return reliability.Stale
+		}
+		rx = reliability.NewReceiver(c.cfg.Rel)
+		ss.rx[k] = rx
+	}
+	v, err := rx.OnData(m.Header.Epoch, uint32(m.UID.Index), m.Header.Ref, body)
+	if err != nil {
+		c.hostile(p.id, "data frame", err)
+		return v
+	}
+	switch v {
+	case reliability.Accepted:
+		ss.deliver(k, rx)
+		ss.ackNeeded(k)
+	case reliability.Duplicate:
+		c.stats.Duplicates++
+		// Flood copies arrive once per neighbour; only a copy sent to us
+		// directly (a retransmission) asks for a new ack.
+		if !bcast || m.Header.Target == c.cfg.ID {
+			ss.ackNeeded(k)
+		}
+	case reliability.OutOfWindow:
+		ss.ackNeeded(k)
+	}
+	return v
+}
+
+func (ss *streams) ackNeeded(k rxKey) {
+	if _, ok := ss.ackSet[k]; !ok {
+		ss.ackSet[k] = struct{}{}
+		ss.ackDue = append(ss.ackDue, k)
+	}
+}
+
+// deliver moves in-order messages from a receive stream to the application
+// while the inbound queue has room; the rest wait (and stay unacknowledged:
+// back-pressure).
+func (ss *streams) deliver(k rxKey, rx *reliability.Receiver) {
+	c := ss.c
+	for {
+		if ss.room <= 0 {
+			if !slices.Contains(ss.blocked, k) {
+				ss.blocked = append(ss.blocked, k)
+			}
+			return
+		}
+		body, seq, ok := rx.Pop()
+		if !ok {
+			return
+		}
+		ss.room--
+		c.out.Deliveries = append(c.out.Deliveries, Delivery{From: k.src, Body: body, Broadcast: k.bcast, Index: seq})
+		c.stats.Delivered++
+		ss.ackNeeded(k)
+	}
+}
+
+// flushAcks sends the acknowledgements due.
+func (ss *streams) flushAcks() {
+	c := ss.c
+	for _, k := range ss.ackDue {
+		delete(ss.ackSet, k)
+		rx := ss.rx[k]
+		if rx == nil {
+			continue
+		}
+		var flags message.Flags
+		if k.bcast {
+			flags = message.FlagBroadcastStream
+		}
+		a := rx.Ack()
+		c.route(k.src, c.message(message.TypeAck, flags, k.src, c.cfg.Epoch, message.AckIndex, 0, a.Append(nil)).Encode(), true)
+	}
+	ss.ackDue = ss.ackDue[:0]
+}
+
+func (ss *streams) onAck(p *peer, m message.Message) {
+	c := ss.c
+	a, err := message.DecodeAck(m.Body)
+	if err != nil {
+		c.hostile(p.id, "ack", err)
+		return
+	}
+	s := ss.out[m.UID.Node]
+	if m.Header.Flags&message.FlagBroadcastStream != 0 {
+		s = ss.bcast
+	}
+	if s == nil {
+		c.hostile(p.id, "ack for a stream never opened", nil)
+		return
+	}
+	freed, err := s.snd.OnAck(c.now, m.UID.Node, a)
+	switch {
+	case errors.Is(err, reliability.ErrStaleAck):
+		// An ack for this node's previous life: harmless.
+	case errors.Is(err, reliability.ErrInvalidAck) && s == ss.bcast:
+		// A node that got a flood before this node knew it was reachable
+		// acknowledges a broadcast it was not a target of: harmless.
+	case err != nil:
+		c.hostile(p.id, "ack", err)
+	case freed > 0:
+		ss.pump(s)
+		ss.unpark()
+	}
+}
+
+// ---- timers ----
+
+func (ss *streams) deadline(d time.Time) time.Time {
+	d = ss.streamDeadline(d, ss.bcast)
+	for _, s := range ss.order {
+		d = ss.streamDeadline(d, s)
+	}
+	return d
+}
+
+func (ss *streams) streamDeadline(d time.Time, s *outStream) time.Time {
+	t, ok := s.snd.Deadline()
+	if !ok {
+		return d
+	}
+	if t.Before(ss.c.now) {
+		t = ss.c.now // a zero time means "tick now": a target was just added
+	}
+	if s.blockedBy != uuid.Nil {
+		t = minTime(t, s.blockedSince.Add(ss.blockLimit()))
+	}
+	return minTime(d, t)
+}
+
+func (ss *streams) tick() {
+	ss.tickStream(ss.bcast)
+	for _, s := range slices.Clone(ss.order) {
+		ss.tickStream(s)
+	}
+}
+
+func (ss *streams) tickStream(s *outStream) {
+	c := ss.c
+	ss.checkBlocked(s)
+	resend, failed := s.snd.Tick(c.now)
+	for _, r := range resend {
+		c.stats.Retransmits++
+		ss.transmit(s, r.Target, r.Packet, nil)
+	}
+	for _, f := range failed {
+		ss.report(s, f)
+	}
+	if len(failed) > 0 {
+		ss.pump(s)
+		ss.unpark()
+	}
+}
+
+func (ss *streams) report(s *outStream, f reliability.Failure) {
+	ss.c.stats.Failed++
+	ss.c.emit(Event{Kind: DeliveryFailed, Peer: f.Target, Broadcast: s.dst == uuid.Nil, Index: f.Seq, Body: f.Body, Err: f.Err})
+}
+
+// ---- restarts and stuck streams ----
+
+// resetStream reports everything in flight on a unicast stream as failed and
+// starts a new stream, with a larger stream epoch, for the backlog: the
+// receiver drops whatever is left of the old stream when it sees the new one.
+func (ss *streams) resetStream(s *outStream, cause error) {
+	for _, f := range s.snd.FailAll(cause) {
+		ss.report(s, f)
+	}
+	ss.resets++
+	s.snd = reliability.NewSender(ss.c.cfg.Rel, ss.c.cfg.Epoch+ss.resets)
+	s.blockedBy = uuid.Nil
+	ss.pump(s)
+	ss.unpark()
+}
+
+// blockLimit is how long one target may hold a stream's window back before
+// it is given up on: as long as the whole retry budget takes.
+func (ss *streams) blockLimit() time.Duration {
+	rc := ss.c.cfg.Rel
+	return rc.MaxRTO * time.Duration(rc.MaxRetries+1)
+}
+
+// checkBlocked gives up on a target that has held a stream's window back
+// (reliability.Sender.Blocked) for longer than the whole retry budget takes:
+// it cannot be reached. A unicast stream is reset; the broadcast stream drops
+// the target. Either way the messages concerned are reported failed.
+func (ss *streams) checkBlocked(s *outStream) {
+	c := ss.c
+	id, ok := s.snd.Blocked()
+	switch {
+	case !ok:
+		s.blockedBy = uuid.Nil
+		return
+	case id != s.blockedBy:
+		s.blockedBy, s.blockedSince = id, c.now
+		return
+	}
+	limit := ss.blockLimit()
+	if c.now.Sub(s.blockedSince) < limit {
+		return
+	}
+	cause := fmt.Errorf("%w: %s held the stream back for %v", reliability.ErrRetriesExhausted, id, limit)
+	if s.dst != uuid.Nil {
+		ss.resetStream(s, cause)
+		return
+	}
+	for _, f := range s.snd.RemoveTarget(id, cause) {
+		ss.report(s, f)
+	}
+	s.blockedBy = uuid.Nil
+	ss.pump(s)
+	ss.unpark()
+}
+
+// checkRestart resets what this node was sending to origin when its link
+// state shows a new epoch: messages in flight may have reached its previous
+// life, so they are reported failed (ErrPeerRestarted); what was still in
+// the backlog goes to the new life on a new stream, whose larger stream
+// epoch makes the receiver drop anything left of the old one.
+func (ss *streams) checkRestart(origin uuid.UUID, epoch uint64) {
+	if s := ss.out[origin]; s != nil {
+		switch {
+		case s.dstEpoch == 0:
+			s.dstEpoch = epoch
+		case epoch > s.dstEpoch:
+			s.dstEpoch = epoch
+			ss.resetStream(s, ErrPeerRestarted)
+		}
+	}
+	if last, ok := ss.epochs[origin]; ok && epoch > last {
+		for _, f := range ss.bcast.snd.RemoveTarget(origin, ErrPeerRestarted) {
+			ss.report(ss.bcast, f)
+		}
+		ss.pump(ss.bcast)
+		ss.unpark()
+	}
+	ss.epochs[origin] = epoch
+}
+
+// reachabilityChanged makes newly reachable nodes targets of the broadcasts
+// in flight.
+func (ss *streams) reachabilityChanged() {
+	for _, id := range ss.c.rt.Reachable() {
+		if _, ok := ss.reachable[id]; !ok {
+			ss.reachable[id] = struct{}{}
+			ss.bcast.snd.AddTarget(id)
+		}
+	}
+}
+
+// forget drops everything about a node whose link state aged out: what was
+// sent to it and not confirmed is reported failed.
+func (ss *streams) forget(id uuid.UUID) {
+	gone := fmt.Errorf("%w: %s left the mesh", reliability.ErrTargetGone, id)
+	if s := ss.out[id]; s != nil {
+		for _, f := range s.snd.RemoveTarget(id, gone) {
+			ss.report(s, f)
+		}
+		for s.backlog.Len() > 0 {
+			ss.report(s, reliability.Failure{Target: id, Body: bodyOf(s.backlog.pop()), Err: gone})
+		}
+		delete(ss.out, id)
+		ss.order = slices.DeleteFunc(ss.order, func(x *outStream) bool { return x == s })
+	}
+	for _, f := range ss.bcast.snd.RemoveTarget(id, gone) {
+		ss.report(ss.bcast, f)
+	}
+	ss.pump(ss.bcast)
+	delete(ss.rx, rxKey{src: id})
+	delete(ss.rx, rxKey{src: id, bcast: true})
+	delete(ss.reachable, id)
+	delete(ss.epochs, id)
+	ss.unpark()
+}
+
+func (ss *streams) shutdown() {
+	for _, s := range ss.all() {
+		for _, f := range s.snd.FailAll(ErrClosed) {
+			ss.report(s, f)
+		}
+		for s.backlog.Len() > 0 {
+			ss.report(s, reliability.Failure{Target: s.dst, Body: bodyOf(s.backlog.pop()), Err: ErrClosed})
+		}
+	}
+	for _, r := range ss.parked {
+		ss.c.out.Answers = append(ss.c.out.Answers, Answer{ID: r.ID, Err: ErrClosed})
+	}
+	ss.parked = nil
+}

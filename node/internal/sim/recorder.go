@@ -1,0 +1,258 @@
+package sim
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/distrirender/distrirender/node/internal/core"
+)
+
+// Recorder checks the mesh's promise: every message accepted by a send is
+// delivered exactly once, in order per sender, or its sender is told it
+// failed. It records what the cores accepted, delivered and reported.
+type Recorder struct {
+	sim       *Sim
+	accepted  map[origin]uint64           // messages accepted per stream
+	delivered map[flow][]delivery         // per stream and receiver, in order
+	failedSet map[flow]map[uint64]bool    // reported failures per stream and target
+	broken    map[int]bool                // nodes that crashed, left or restarted
+	bad       []string                    // deliveries that make no sense at all
+	seen      map[flow]map[uint64]int     // deliveries per message
+	lives     map[flow]map[uint64][]int   // receiver lives per message
+	byID      func(uuid.UUID) (int, bool) // node index by ID
+}
+
+// origin is one sender's stream in one of its lives: to dst, or broadcast.
+type origin struct {
+	src, life int
+	dst       int // -1 for the broadcast stream
+}
+
+// flow is an origin's messages at one receiver.
+type flow struct {
+	origin
+	rcv int
+}
+
+type delivery struct {
+	seq  uint64
+	life int // the receiver's life
+}
+
+// Record starts checking every node of s, those added later included.
+func (s *Sim) Record() *Recorder {
+	r := &Recorder{
+		sim:       s,
+		accepted:  make(map[origin]uint64),
+		delivered: make(map[flow][]delivery),
+		failedSet: make(map[flow]map[uint64]bool),
+		broken:    make(map[int]bool),
+		seen:      make(map[flow]map[uint64]int),
+		lives:     make(map[flow]map[uint64][]int),
+	}
+	r.byID = func(id uuid.UUID) (int, bool) {
+		for _, n := range s.nodes {
+			if n.ID == id {
+				return n.idx, true
+			}
+		}
+		return 0, false
+	}
+	s.rec = r
+	for _, n := range s.nodes {
+		n.rec = r
+	}
+	return r
+}
+
+func (r *Recorder) originOf(n *Node, k streamKey) origin {
+	o := origin{src: n.idx, life: n.Life, dst: -1}
+	if !k.bcast {
+		o.dst, _ = r.byID(k.dst)
+	}
+	return o
+}
+
+func (r *Recorder) onAccepted(n *Node, k streamKey, seq uint64) {
+	if r == nil {
+		return
+	}
+	o := r.originOf(n, k)
+	if seq+1 > r.accepted[o] {
+		r.accepted[o] = seq + 1
+	}
+}
+
+func (r *Recorder) onDelivered(n *Node, d core.Delivery) {
+	if r == nil {
+		return
+	}
+	src, life, seq, ok := decodeBody(d.Body)
+	if !ok || src >= len(r.sim.nodes) || r.sim.nodes[src].ID != d.From {
+		r.bad = append(r.bad, fmt.Sprintf("n%d got a body it cannot place from %s", n.idx, d.From))
+		return
+	}
+	o := origin{src: src, life: life, dst: -1}
+	if !d.Broadcast {
+		o.dst = n.idx
+	}
+	f := flow{origin: o, rcv: n.idx}
+	r.delivered[f] = append(r.delivered[f], delivery{seq: seq, life: n.Life})
+	if r.seen[f] == nil {
+		r.seen[f] = make(map[uint64]int)
+		r.lives[f] = make(map[uint64][]int)
+	}
+	r.seen[f][seq]++
+	r.lives[f][seq] = append(r.lives[f][seq], n.Life)
+}
+
+func (r *Recorder) onFailed(n *Node, e core.Event) {
+	if r == nil {
+		return
+	}
+	src, life, seq, ok := decodeBody(e.Body)
+	if !ok || src != n.idx {
+		return
+	}
+	rcv, ok := r.byID(e.Peer)
+	if !ok {
+		return
+	}
+	o := origin{src: src, life: life, dst: -1}
+	if !e.Broadcast {
+		o.dst = rcv
+	}
+	f := flow{origin: o, rcv: rcv}
+	if r.failedSet[f] == nil {
+		r.failedSet[f] = make(map[uint64]bool)
+	}
+	r.failedSet[f][seq] = true
+}
+
+func (r *Recorder) lifeEnded(n *Node) {
+	if r != nil {
+		r.broken[n.idx] = true
+	}
+}
+
+// Settled reports whether every accepted message was delivered or reported
+// failed to every receiver it must reach (see Check).
+func (r *Recorder) Settled() bool { return len(r.problems(true)) == 0 }
+
+// Check returns what breaks the promise, one line each (at most 20), or nil.
+// A unicast message must be delivered to its destination exactly once, or
+// reported failed (then it may also have been delivered, once per life of
+// the destination). Deliveries of a stream to one life of a receiver come in
+// order. A broadcast is held to the same for every node that stayed up the
+// whole run (never crashed, left or restarted); the others must only never
+// get one twice or out of order.
+func (r *Recorder) Check() []string { return r.problems(false) }
+
+func (r *Recorder) problems(quick bool) []string {
+	var out []string
+	add := func(format string, args ...any) bool {
+		out = append(out, fmt.Sprintf(format, args...))
+		return quick || len(out) >= 20
+	}
+	if len(r.bad) > 0 && !quick {
+		out = append(out, r.bad...)
+	}
+	origins := make([]origin, 0, len(r.accepted))
+	for o := range r.accepted {
+		origins = append(origins, o)
+	}
+	slices.SortFunc(origins, func(a, b origin) int {
+		return cmpInts(a.src, b.src, a.life, b.life, a.dst, b.dst)
+	})
+	for _, o := range origins {
+		var rcvs []int
+		if o.dst >= 0 {
+			rcvs = []int{o.dst}
+		} else {
+			for _, n := range r.sim.nodes {
+				if n.idx != o.src && !r.broken[n.idx] {
+					rcvs = append(rcvs, n.idx)
+				}
+			}
+		}
+		for _, rcv := range rcvs {
+			f := flow{origin: o, rcv: rcv}
+			for seq := range r.accepted[o] {
+				got, failed := r.seen[f][seq], r.failedSet[f][seq]
+				switch {
+				case got == 0 && !failed:
+					if add("n%d life %d -> n%d (bcast %v): message %d neither delivered nor reported failed", o.src, o.life, rcv, o.dst < 0, seq) {
+						return out
+					}
+				case got > 1 && (!failed || hasRepeat(r.lives[f][seq])):
+					if add("n%d life %d -> n%d (bcast %v): message %d delivered %d times (lives %v, failure reported %v)", o.src, o.life, rcv, o.dst < 0, seq, got, r.lives[f][seq], failed) {
+						return out
+					}
+				}
+			}
+		}
+	}
+	if quick {
+		return out
+	}
+	flows := make([]flow, 0, len(r.delivered))
+	for f := range r.delivered {
+		flows = append(flows, f)
+	}
+	slices.SortFunc(flows, func(a, b flow) int {
+		return cmpInts(a.src, b.src, a.life, b.life, a.dst, b.dst, a.rcv, b.rcv)
+	})
+	for _, f := range flows {
+		last := map[int]uint64{}
+		for _, d := range r.delivered[f] {
+			if prev, ok := last[d.life]; ok && d.seq <= prev {
+				if add("n%d life %d -> n%d life %d (bcast %v): %d delivered after %d", f.src, f.life, f.rcv, d.life, f.dst < 0, d.seq, prev) {
+					return out
+				}
+			}
+			last[d.life] = d.seq
+		}
+		if _, ok := r.accepted[f.origin]; !ok {
+			if add("n%d life %d -> n%d: delivered messages never accepted", f.src, f.life, f.rcv) {
+				return out
+			}
+		}
+	}
+	return out
+}
+
+// Summary counts accepted, delivered and failed messages.
+func (r *Recorder) Summary() string {
+	var acc, del, fail int
+	for _, n := range r.accepted {
+		acc += int(n)
+	}
+	for _, ds := range r.delivered {
+		del += len(ds)
+	}
+	for _, fs := range r.failedSet {
+		fail += len(fs)
+	}
+	return fmt.Sprintf("%d accepted, %d delivered, %d reported failed", acc, del, fail)
+}
+
+func hasRepeat(lives []int) bool {
+	s := slices.Clone(lives)
+	slices.Sort(s)
+	return len(slices.Compact(s)) < len(lives)
+}
+
+func cmpInts(pairs ...int) int {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if c := pairs[i] - pairs[i+1]; c != 0 {
+			return c
+		}
+	}
+	return 0
+}
+
+// String lists the problems, for a test's failure message.
+func (r *Recorder) String() string { return strings.Join(r.Check(), "\n") }
