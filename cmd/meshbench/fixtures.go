@@ -240,7 +240,7 @@ func meshOptions(window int) []node.Option {
 }
 
 // addNodes starts count nodes of kind name with opts on the path, which
-// closes them, and returns them with their transports.
+// counts and closes them, and returns them with their transports.
 func (ts *transports) addNodes(ctx context.Context, p *path, name string, count int, opts []node.Option) ([]*node.Node, []transport.Transport, error) {
 	nodes := make([]*node.Node, count)
 	trs := make([]transport.Transport, count)
@@ -264,7 +264,7 @@ func (ts *transports) addNodes(ctx context.Context, p *path, name string, count 
 			}
 		})
 	}
-	p.nodes = nodes
+	p.nodes = append(p.nodes, nodes...)
 	return nodes, trs, nil
 }
 

@@ -367,23 +367,37 @@ func (e *pionEnd) Receive(context.Context) ([]byte, error) {
 	return e.buf[:n], nil
 }
 
-// pionAPI is a pion API for data channels only, detached, with host
-// candidates on IPv4 loopback and no mDNS.
-func pionAPI() *webrtc.API {
+// pionUDPBuffer is the receive and send buffer of a raw peer connection's
+// UDP socket: what the WebRTC transport asks for (with the system's default,
+// a busy receiver drops packets and SCTP halves its rate), so that the raw
+// layer is not slower for want of a socket setting.
+const pionUDPBuffer = 4 << 20
+
+// pionAPI is a pion API for data channels only, detached, with one host
+// candidate: its own UDP socket on 127.0.0.1, with pionUDPBuffer buffers,
+// and no mDNS. It returns the socket's mux, which the caller closes.
+func pionAPI() (*webrtc.API, ice.UDPMux, error) {
+	udp, err := loopbackUDP()
+	if err != nil {
+		return nil, nil, fmt.Errorf("meshbench: raw pion socket: %w", err)
+	}
+	_ = udp.SetReadBuffer(pionUDPBuffer) // best effort, as the transport does
+	_ = udp.SetWriteBuffer(pionUDPBuffer)
+	mux := webrtc.NewICEUDPMux(nil, udp)
 	var se webrtc.SettingEngine
 	se.DetachDataChannels()
+	se.SetICEUDPMux(mux)
 	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	return webrtc.NewAPI(webrtc.WithSettingEngine(se))
+	return webrtc.NewAPI(webrtc.WithSettingEngine(se)), mux, nil
 }
 
 // rawPionLink makes a link of one data channel between two pion peer
 // connections in this process, the offer and answer handed over directly
 // (with every candidate gathered: no signalling server).
 func rawPionLink(ctx context.Context) (*link, error) {
-	api := pionAPI()
 	done := make(chan struct{})
 	closers := []func(){func() { close(done) }}
 	fail := func(err error) (*link, error) {
@@ -392,6 +406,11 @@ func rawPionLink(ctx context.Context) (*link, error) {
 	}
 	var pcs [2]*webrtc.PeerConnection
 	for i := range pcs {
+		api, mux, err := pionAPI()
+		if err != nil {
+			return fail(err)
+		}
+		closers = append(closers, func() { _ = mux.Close() })
 		pc, err := api.NewPeerConnection(webrtc.Configuration{})
 		if err != nil {
 			return fail(fmt.Errorf("meshbench: raw pion peer connection: %w", err))
