@@ -38,6 +38,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/distrirender/distrirender/internal/ops"
 )
 
 const usage = `usage: distrirender <command> [flags]
@@ -47,6 +49,7 @@ commands:
            --listen, --signal or --serve-signal), or as the coordinator of a
            LAN cluster
   worker   serve render jobs on a LAN cluster
+  version  print the version, revision and Go version of this binary (also --version)
   help     show this help
 
 transports (--transport): quic (default; --listen/--join HOST:PORT), libp2p
@@ -92,6 +95,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdWorker(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
+		return 0
+	case "version", "--version", "-version":
+		ops.PrintVersion(stdout, "distrirender")
 		return 0
 	default:
 		fmt.Fprintf(stderr, "distrirender: unknown command %q\n\n%s", args[0], usage)

@@ -6,6 +6,7 @@ import (
 	"image"
 	"image/png"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -82,6 +83,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"worker", "--transport", "memory"}, "memory transport"},
 		{[]string{"worker", "--join", "/ip4/127.0.0.1/tcp/1"}, "multiaddr"},
 		{[]string{"worker", "--join", "alice"}, "want HOST:PORT"},
+		{[]string{"worker", "--pprof"}, "give --metrics too"},
+		{[]string{"worker", "--metrics", "9464"}, "--metrics"},
 		// webrtc
 		{[]string{"render", "--transport", "webrtc", "--join", "127.0.0.1:4300", "--signal", "http://127.0.0.1:1/"}, "not a PeerJS peer ID"},
 		{[]string{"worker", "--transport", "webrtc", "--join", "/ip4/127.0.0.1/udp/1/quic-v1", "--signal", "http://127.0.0.1:1/"}, "not a PeerJS peer ID"},
@@ -151,7 +154,9 @@ func TestClusterOverQUIC(t *testing.T) {
 	defer cancel()
 	var wout, werr testutil.SyncBuffer
 	code := make(chan int, 1)
-	go func() { code <- run(ctx, []string{"worker", "--listen", "127.0.0.1:0", "--slots", "1"}, &wout, &werr) }()
+	go func() {
+		code <- run(ctx, []string{"worker", "--listen", "127.0.0.1:0", "--slots", "1", "--metrics", "127.0.0.1:0", "--pprof"}, &wout, &werr)
+	}()
 	re := regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
 	var addr string
 	testutil.WaitFor(t, 10*time.Second, "the worker to listen", func() bool {
@@ -182,6 +187,21 @@ func TestClusterOverQUIC(t *testing.T) {
 	t.Logf("%s", out.String())
 	if got := readPNG(t, path); !bytes.Equal(got.Pix, want(t).Pix) {
 		t.Fatal("the cluster's frame differs from a single-node render")
+	}
+	// The first worker's metrics: the tiles it rendered, its neighbours.
+	metrics := regexp.MustCompile(`metrics on (http://\S+)/metrics`).FindStringSubmatch(werr.String())
+	if metrics == nil {
+		t.Fatalf("the worker did not say where its metrics are: %q", werr.String())
+	}
+	for path, want := range map[string]string{
+		"/metrics":      "distrirender_worker_tiles_total ",
+		"/readyz":       `"status":"ready"`,
+		"/healthz":      `"status":"ok"`,
+		"/debug/pprof/": "goroutine",
+	} {
+		if body := httpGet(t, metrics[1]+path); !strings.Contains(body, want) {
+			t.Errorf("%s lacks %q:\n%.300s", path, want, body)
+		}
 	}
 	// SIGINT or SIGTERM ends the workers cleanly.
 	cancel()
@@ -256,5 +276,24 @@ func TestInterruptedRender(t *testing.T) {
 	args := append([]string{"render", "--transport", "memory", "--out", filepath.Join(t.TempDir(), "x.png")}, small...)
 	if code := run(ctx, args, &out, &errb); code != exitInterrupted {
 		t.Fatalf("exit %d, want %d; stderr %q", code, exitInterrupted, errb.String())
+	}
+}
+
+// httpGet returns the body of a 200 answer to a GET of url.
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	code, body := testutil.Get(t, url)
+	if code != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", url, code, body)
+	}
+	return body
+}
+
+func TestVersion(t *testing.T) {
+	for _, arg := range []string{"--version", "version", "-version"} {
+		var out, errb bytes.Buffer
+		if code := run(context.Background(), []string{arg}, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "distrirender ") {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q", arg, code, out.String(), errb.String())
+		}
 	}
 }

@@ -85,6 +85,7 @@ type runConfig struct {
 	MinConnections   int
 	JoinTimeout      time.Duration
 	ShutdownTimeout  time.Duration
+	Pprof            bool
 
 	// given holds the flags set on the command line, in the environment or
 	// in the config file (noteGiven); nil when the config was built in code.
@@ -122,6 +123,7 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.IntVar(&c.MinConnections, "min-connections", 5, "neighbours the node keeps by dialling the farthest nodes (0: only the edges it is given)")
 	fs.DurationVar(&c.JoinTimeout, "join-timeout", 10*time.Second, "bound of one attempt to join through one address")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 5*time.Second, "bound of the graceful shutdown of the HTTP API")
+	fs.BoolVar(&c.Pprof, "pprof", false, "serve the Go runtime profiles on the API under /debug/pprof/ (they reveal memory contents and cost CPU: keep the API on loopback)")
 }
 
 // validate checks what the flag types do not.

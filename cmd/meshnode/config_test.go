@@ -300,6 +300,8 @@ func TestUsageExitCodes(t *testing.T) {
 		{nil, exitUsage},
 		{[]string{"frobnicate"}, exitUsage},
 		{[]string{"help"}, exitOK},
+		{[]string{"--version"}, exitOK},
+		{[]string{"version"}, exitOK},
 		{[]string{"run", "-h"}, exitOK},
 		{[]string{"run", "--max-connections", "0"}, exitUsage},
 		{[]string{"run", "extra"}, exitUsage},

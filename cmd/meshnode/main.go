@@ -26,6 +26,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/distrirender/distrirender/internal/ops"
 )
 
 const usage = `meshnode: a mesh node daemon for LAN clusters over QUIC or WebRTC, and its client.
@@ -38,6 +40,7 @@ Usage:
   meshnode broadcast TEXT [flags]   send TEXT to every node ("-" reads stdin)
   meshnode recv [flags]             print received messages until interrupted
   meshnode connect ADDR             open an edge to another node (HOST:PORT, or a peer ID over webrtc)
+  meshnode version                  the version, revision and Go version of this binary (also --version)
 
 Client flags: --api HOST:PORT (default 127.0.0.1:7070), --json, --config PATH;
 recv also takes --events. Every flag can be set as MESHNODE_<FLAG> in the
@@ -78,6 +81,9 @@ func realMain(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		err = cmdClient(ctx, cmd, rest, stdin, stdout, stderr, getenv)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
+		return exitOK
+	case "version", "--version", "-version":
+		ops.PrintVersion(stdout, "meshnode")
 		return exitOK
 	default:
 		fmt.Fprintf(stderr, "meshnode: unknown command %q\n\n%s", cmd, usage)

@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/distrirender/distrirender/internal/meshapi"
+	"github.com/distrirender/distrirender/internal/ops"
 	"github.com/distrirender/distrirender/internal/rtcsetup"
 	"github.com/distrirender/distrirender/node"
 )
@@ -111,6 +112,10 @@ func runDaemon(ctx context.Context, c *runConfig, deps daemonDeps) error {
 
 	d := &daemon{cfg: c, n: n, log: log, kick: make(chan struct{}, 1)}
 	api := meshapi.New(n, meshapi.Options{Logger: log.With("component", "api"), OnEvent: d.onEvent, AllowedHosts: c.APIAllowHost})
+	reg := ops.NewRegistry()
+	d.metrics = newDaemonMetrics(reg, n, api)
+	d.probes = &probes{n: n, joining: len(c.Join) > 0 || c.Discover}
+	ops.Mount(api, ops.Endpoints{Registry: reg, Live: d.probes.live, Ready: d.probes.ready, Pprof: c.Pprof})
 	var hs *http.Server
 	apiAddr := ""
 	if c.API != "" {
@@ -161,6 +166,7 @@ func runDaemon(ctx context.Context, c *runConfig, deps daemonDeps) error {
 
 	<-ctx.Done()
 	log.Info("shutting down: leaving the mesh")
+	d.probes.closed.Store(true)
 	stopWork()
 	// The node first, so that the neighbours get their goodbyes at once;
 	// API calls still running then fail fast with 503.
@@ -205,11 +211,15 @@ type daemon struct {
 	log  *slog.Logger
 	kick chan struct{} // the node lost its last neighbour: join again
 	wg   sync.WaitGroup
+
+	metrics *daemonMetrics
+	probes  *probes
 }
 
 // onEvent logs node events; it runs on the API's event pump and must not
 // block.
 func (d *daemon) onEvent(e node.Event) {
+	d.metrics.event(e)
 	switch e.Kind {
 	case node.NeighborUp:
 		d.log.Info("neighbour up", "peer", e.Peer)

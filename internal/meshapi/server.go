@@ -165,6 +165,14 @@ func New(n Node, opt Options) *Server {
 	return s
 }
 
+// Handle adds a route to the API, such as the daemon's /metrics, behind the
+// same Host and Origin checks and the same JSON 404 and 405 answers. It
+// must be called before the server serves; pattern is an http.ServeMux
+// pattern with a method ("GET /metrics").
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, h)
+}
+
 // ServeHTTP routes a request. Requests that match no route get a JSON 404,
 // requests with a method the path does not take a JSON 405 with Allow.
 //

@@ -1,12 +1,15 @@
 // Package testutil holds the few helpers every package's tests share: the
 // replayable seed of randomised tests, waiting for a condition with a
-// deadline, and a buffer that a program under test writes while the test
-// reads it. It imports nothing of the project, so that the tests of every
+// deadline, a buffer that a program under test writes while the test
+// reads it, and an HTTP GET with a deadline. It imports nothing of the project, so that the tests of every
 // package, the lowest included, can use it.
 package testutil
 
 import (
 	"bytes"
+	"context"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -86,4 +89,26 @@ func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Get fetches url with a 10-second deadline and returns the status code and
+// the body; it fails the test if the request cannot be made.
+func Get(t testing.TB, url string) (code int, body string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
 }
