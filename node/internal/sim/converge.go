@@ -1,5 +1,7 @@
 package sim
 
+import "errors"
+
 // Converged reports whether every live node routes to every other live node
 // and holds between min(MinConns, live-1) and MaxConns neighbours.
 func Converged(s *Sim) bool {
@@ -28,4 +30,49 @@ func Converged(s *Sim) bool {
 		}
 	}
 	return true
+}
+
+// Live returns the nodes that run.
+func (s *Sim) Live() []*Node {
+	var out []*Node
+	for _, n := range s.nodes {
+		if n.alive {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// DegreesWithin reports whether every live node has between lo and hi
+// neighbours.
+func DegreesWithin(s *Sim, lo, hi int) bool {
+	for _, n := range s.Live() {
+		if d := len(n.core.Neighbors()); d < lo || d > hi {
+			return false
+		}
+	}
+	return true
+}
+
+// Downs counts the NeighborDown events of every node whose cause matches
+// err (errors.Is), or all of them if err is nil.
+func Downs(s *Sim, err error) int {
+	k := 0
+	for _, n := range s.nodes {
+		for _, e := range n.Downs {
+			if err == nil || errors.Is(e, err) {
+				k++
+			}
+		}
+	}
+	return k
+}
+
+// TopologyFrames sums the link-state frames every node sent.
+func TopologyFrames(s *Sim) uint64 {
+	var k uint64
+	for _, n := range s.nodes {
+		k += n.core.Stats().TopologyFrames
+	}
+	return k
 }

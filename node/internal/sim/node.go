@@ -41,10 +41,12 @@ type Node struct {
 	timerGen uint64
 	ticksNow int // ticks at the current instant: a deadline that never moves is a bug
 
-	reqSeq  uint64
-	reqs    map[uint64]*plan
-	plans   map[streamKey]*plan
-	Events  map[core.EventKind]int
+	reqSeq uint64
+	reqs   map[uint64]*plan
+	plans  map[streamKey]*plan
+	Events map[core.EventKind]int
+	// Downs are the causes of this node's NeighborDown events.
+	Downs   []error
 	OnEvent func(core.Event)
 
 	rec *Recorder
@@ -125,7 +127,7 @@ func (n *Node) Crash() {
 	for _, e := range n.ends {
 		e.open = false
 	}
-	n.rec.lifeEnded(n)
+	n.rec.lifeEnded(n, true)
 }
 
 // Restart starts a crashed (or left) node again with the same ID and a new
@@ -152,7 +154,7 @@ func (n *Node) Leave() {
 	for _, e := range n.ends {
 		s.closeEnd(e)
 	}
-	n.rec.lifeEnded(n)
+	n.rec.lifeEnded(n, false)
 }
 
 // Connect dials addr as node.Connect does; done (if not nil) gets the result.
@@ -278,6 +280,9 @@ func (n *Node) flush() {
 	}
 	for _, e := range rd.Events {
 		n.Events[e.Kind]++
+		if e.Kind == core.NeighborDown {
+			n.Downs = append(n.Downs, e.Err)
+		}
 		if e.Kind == core.DeliveryFailed {
 			n.rec.onFailed(n, e)
 		}
@@ -286,6 +291,7 @@ func (n *Node) flush() {
 		}
 	}
 	for _, a := range rd.EntryAnswers {
+		s.tracef("%s entry answer for link %d: %v", n.short(), a.Link, a.Addrs)
 		if w := n.waits[a.Link]; w != nil {
 			delete(n.waits, a.Link)
 			w(a.Addrs)
@@ -375,6 +381,7 @@ func (n *Node) dial(addr string, done func(error)) {
 			}
 			over = true
 			m, h, err := core.ParseHandshake(frame, message.TypeWelcome, 0)
+			s.tracef("%s handshake with %s: %v", n.short(), addr, err)
 			var rej *core.RejectError
 			if errors.As(err, &rej) && rej.Reason == message.RejectFull {
 				delete(n.ends, ea.id)
@@ -416,6 +423,7 @@ func (n *Node) dial(addr string, done func(error)) {
 			finish(err)
 		}
 		eb.hs = func(frame []byte) { b.accept(eb, frame) }
+		s.tracef("%s dials %s", n.short(), addr)
 		s.transmit(ea, n.core.HelloFrame())
 	}
 	try(addr, maxRedirects)
@@ -431,6 +439,7 @@ func (n *Node) accept(e *end, frame []byte) {
 		return
 	}
 	adm := n.core.Admit(s.now, e.id, m.UID.Node, m.Header.Epoch, h)
+	s.tracef("%s admits %s on link %d: accepted %v wait %v reject %+v", n.short(), m.UID.Node.String()[:8], e.id, adm.Accepted, adm.Wait, adm.Reject)
 	reject := func(r *message.Reject) {
 		s.transmit(e, core.HandshakeFrame(n.ID, n.core.Epoch(), n.core.Config().HopLimit, message.TypeReject, r.Append(nil)))
 		delete(n.ends, e.id)
@@ -468,4 +477,15 @@ func decodeBody(b []byte) (idx, life int, seq uint64, ok bool) {
 		return 0, 0, 0, false
 	}
 	return int(binary.BigEndian.Uint32(b[0:])), int(binary.BigEndian.Uint32(b[4:])), binary.BigEndian.Uint64(b[8:]), true
+}
+
+// ConnectWait connects as Connect does and runs the simulation until the
+// handshake ends (or limit passes), returning its result.
+func (n *Node) ConnectWait(addr string, limit time.Duration) error {
+	done, result := false, error(nil)
+	n.Connect(addr, func(err error) { done, result = true, err })
+	if !n.sim.RunUntil(limit, func() bool { return done }) {
+		return fmt.Errorf("sim: connect %s: no result within %v", addr, limit)
+	}
+	return result
 }

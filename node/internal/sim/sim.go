@@ -301,8 +301,13 @@ func (s *Sim) closeEnd(e *end) {
 	}
 	e.open = false
 	o := e.other
-	lat := s.profile(e.node.idx, o.node.idx).Latency
-	s.at(s.now.Add(lat), func() {
+	// The close travels behind the frames already in flight, as a
+	// connection's FIN does.
+	at := s.now.Add(s.profile(e.node.idx, o.node.idx).Latency)
+	if at.Before(e.lastAt) {
+		at = e.lastAt
+	}
+	s.at(at, func() {
 		if o.open {
 			o.open = false
 			if o.up && o.node.alive {

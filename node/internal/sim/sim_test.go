@@ -17,7 +17,7 @@ func newSim(t *testing.T) *sim.Sim {
 	s := sim.New(seed)
 	var trace []string
 	s.Trace = func(line string) {
-		if len(trace) >= 200 {
+		if len(trace) >= 2000 {
 			trace = trace[1:]
 		}
 		trace = append(trace, line)

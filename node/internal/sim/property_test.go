@@ -1,0 +1,155 @@
+package sim_test
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/distrirender/distrirender/internal/testutil"
+	"github.com/distrirender/distrirender/node/internal/sim"
+)
+
+// envInt reads a positive integer from the environment, or returns def.
+func envInt(t *testing.T, name string, def int) int {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 1 {
+		t.Fatalf("%s=%q: want a positive integer", name, s)
+	}
+	return v
+}
+
+// TestSimProperty drives random meshes through random events and checks,
+// after every step, that nothing was delivered twice or out of order, and
+// at the end, once the network is quiet and healed, that every accepted
+// message was delivered or reported failed.
+//
+// The envelope is what the protocol handles today: one-way latencies up to
+// 5 ms with jitter, loss up to 10 %, duplication and reordering up to 5 %,
+// partitions shorter than the retry budget, crashes and graceful leaves,
+// joins over a clean first link. Broadcasts are held to the full promise
+// only in runs without crashes, leaves and cuts: today a node that is cut
+// off when a broadcast enters the window is skipped silently, and one that
+// becomes reachable again is not added back (failures 2 and 7 of the
+// "protocol correctness" issue, which also widens the envelope to long
+// partitions, RTTs up to a second and crash-restarts).
+//
+// SIM_SEEDS sets how many runs (default 20; `make soak` runs thousands),
+// SIM_BUDGET bounds the wall time in seconds (default 60). Each run is a
+// subtest named by its seed: MESH_SEED=<base> with -run
+// 'TestSimProperty/<seed>$' replays one.
+func TestSimProperty(t *testing.T) {
+	base := testutil.Seed(t)
+	runs := envInt(t, "SIM_SEEDS", 20)
+	budget := time.Duration(envInt(t, "SIM_BUDGET", 60)) * time.Second
+	start := time.Now()
+	for i := range runs {
+		if time.Since(start) > budget {
+			t.Logf("stopped after %d runs: SIM_BUDGET of %v spent", i, budget)
+			break
+		}
+		seed := base + uint64(i)
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { propertyRun(t, seed) })
+	}
+}
+
+func propertyRun(t *testing.T, seed uint64) {
+	s := sim.New(seed)
+	var trace []string
+	s.Trace = func(line string) {
+		if len(trace) >= 300 {
+			trace = trace[1:]
+		}
+		trace = append(trace, line)
+	}
+	defer func() {
+		if t.Failed() {
+			t.Logf("seed %d; last trace lines:\n%s", seed, strings.Join(trace, "\n"))
+		}
+	}()
+	r := s.Rand()
+	profile := func() sim.Profile {
+		return sim.Profile{
+			Latency: time.Duration(100+r.IntN(4900)) * time.Microsecond,
+			Jitter:  time.Duration(r.IntN(2000)) * time.Microsecond,
+			Loss:    r.Float64() * 0.1,
+			Dup:     r.Float64() * 0.05,
+			Reorder: r.Float64() * 0.05,
+		}
+	}
+	s.Default = sim.Profile{Latency: time.Millisecond}
+	s.Configure = members(2, 5)
+	rec := s.Record()
+	size := 5 + r.IntN(6)
+	ns := addNodes(s, size)
+	for i := 1; i < size; i++ {
+		link(t, ns[i], ns[r.IntN(i)])
+	}
+	converge(t, s, time.Minute)
+	s.Default = profile()
+	var steps []string
+	for step := range 40 {
+		live := s.Live()
+		pick := func() *sim.Node { return live[r.IntN(len(live))] }
+		var what string
+		switch k := r.IntN(100); {
+		case k < 40 && len(live) > 1:
+			a, b := pick(), pick()
+			if a != b {
+				a.Send(b.ID, 1+r.IntN(50), 16+r.IntN(500))
+				what = fmt.Sprintf("n%d sends to n%d", a.Index(), b.Index())
+			}
+		case k < 50:
+			a := pick()
+			a.Broadcast(1+r.IntN(10), 16+r.IntN(200))
+			what = fmt.Sprintf("n%d broadcasts", a.Index())
+		case k < 58 && len(live) > 3:
+			a := pick()
+			a.Crash()
+			rec.StrictBroadcast = false
+			what = fmt.Sprintf("n%d crashes", a.Index())
+		case k < 64 && len(live) > 3:
+			a := pick()
+			a.Leave()
+			rec.StrictBroadcast = false
+			what = fmt.Sprintf("n%d leaves", a.Index())
+		case k < 74:
+			// Joins over lossy links are the "protocol correctness" issue's
+			// (failure 6): the joiner's first link is clean.
+			n, via := s.AddNode(), pick()
+			s.SetProfile(n.Index(), via.Index(), sim.Profile{Latency: s.Default.Latency})
+			n.Connect(via.Addr, nil)
+			what = fmt.Sprintf("n%d joins", n.Index())
+		case k < 82 && len(live) > 2:
+			a, b := pick(), pick()
+			if a != b {
+				s.Cut(a.Index(), b.Index())
+				rec.StrictBroadcast = false
+				what = fmt.Sprintf("n%d and n%d cut", a.Index(), b.Index())
+			}
+		case k < 88:
+			s.HealAll()
+			what = "heal"
+		case k < 94 && len(live) > 1:
+			a, b := pick(), pick()
+			s.SetProfile(a.Index(), b.Index(), profile())
+			what = fmt.Sprintf("n%d-n%d profile changes", a.Index(), b.Index())
+		}
+		if what != "" {
+			steps = append(steps, what)
+			s.Trace(fmt.Sprintf("step %d: %s", step, what))
+		}
+		s.Run(time.Duration(r.IntN(2000)) * time.Millisecond)
+		if u := rec.Unsafe(); u != nil {
+			t.Fatalf("after steps %v:\n%s", steps, strings.Join(u, "\n"))
+		}
+	}
+	s.HealAll()
+	settle(t, s, rec, 30*time.Minute)
+}

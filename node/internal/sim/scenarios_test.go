@@ -1,0 +1,370 @@
+package sim_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/distrirender/distrirender/node/internal/core"
+	"github.com/distrirender/distrirender/node/internal/sim"
+	"github.com/distrirender/distrirender/reliability"
+	"github.com/distrirender/distrirender/routing"
+)
+
+// The mesh scenarios in virtual time. Each checks the promise with a
+// Recorder: every accepted message delivered exactly once and in order, or
+// reported failed.
+
+// fast is meshtest.Fast for cores: quick failure detection and
+// retransmission, no balancing (hand-made topologies).
+func fast(c *core.Config) {
+	c.MinConns = 0
+	c.Keepalive, c.DeadAfter = 50*time.Millisecond, 4
+	c.Rel = reliability.Config{MinRTO: 10 * time.Millisecond, InitialRTO: 50 * time.Millisecond, MaxRTO: 500 * time.Millisecond}.WithDefaults()
+}
+
+// members balances between lo and hi neighbours, with quick failure
+// detection.
+func members(lo, hi int) func(int, *core.Config) {
+	return func(_ int, c *core.Config) {
+		fast(c)
+		c.MinConns, c.MaxConns = lo, hi
+	}
+}
+
+func addNodes(s *sim.Sim, k int) []*sim.Node {
+	var out []*sim.Node
+	for range k {
+		out = append(out, s.AddNode())
+	}
+	return out
+}
+
+// link connects a to b and waits for the handshake.
+func link(t *testing.T, a, b *sim.Node) {
+	t.Helper()
+	if err := a.ConnectWait(b.Addr, time.Minute); err != nil {
+		t.Fatalf("n%d -> n%d: %v", a.Index(), b.Index(), err)
+	}
+}
+
+func converge(t *testing.T, s *sim.Sim, limit time.Duration) {
+	t.Helper()
+	if !s.RunUntil(limit, func() bool { return sim.Converged(s) }) {
+		t.Fatalf("no convergence within %v", limit)
+	}
+}
+
+// settle runs until every accepted message is delivered or reported failed,
+// then checks the promise.
+func settle(t *testing.T, s *sim.Sim, rec *sim.Recorder, limit time.Duration) {
+	t.Helper()
+	idle := func() bool {
+		for _, n := range s.Live() {
+			if n.Pending() {
+				return false
+			}
+		}
+		return rec.Settled()
+	}
+	ok := s.RunUntil(limit, idle)
+	if p := rec.Check(); p != nil {
+		var b strings.Builder
+		for _, n := range s.Live() {
+			b.WriteString(n.Core().String())
+		}
+		t.Fatalf("after %v: %s\n%s\n%s", s.Elapsed(), rec.Summary(), strings.Join(p, "\n"), b.String())
+	}
+	if !ok {
+		t.Fatalf("sends still pending after %v: %s", limit, rec.Summary())
+	}
+	if u := rec.Unsafe(); u != nil {
+		t.Fatal(strings.Join(u, "\n"))
+	}
+}
+
+func failures(s *sim.Sim) int {
+	k := 0
+	for _, n := range s.Nodes() {
+		k += n.Events[core.DeliveryFailed]
+	}
+	return k
+}
+
+func TestSimLineTenThousandInOrder(t *testing.T) {
+	cases := []struct {
+		name string
+		rel  reliability.Config
+	}{
+		{"defaults", reliability.Config{}},
+		// 10,000 messages cross the index wrap-around 156 times.
+		{"modulo 64", reliability.Config{Window: 10, Modulo: 64}},
+		{"window 256", reliability.Config{Window: 256, Modulo: 10_000}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := newSim(t)
+			s.Default = sim.Profile{Latency: 500 * time.Microsecond}
+			s.Configure = func(_ int, cfg *core.Config) {
+				fast(cfg)
+				cfg.Rel = c.rel.WithDefaults()
+			}
+			rec := s.Record()
+			ns := addNodes(s, 5)
+			for i := range 4 {
+				link(t, ns[i], ns[i+1])
+			}
+			converge(t, s, 10*time.Second)
+			ns[0].Send(ns[4].ID, 10_000, 64)
+			settle(t, s, rec, 10*time.Minute)
+			if k := failures(s); k != 0 {
+				t.Fatalf("%d delivery failures on a lossless line", k)
+			}
+			t.Logf("%s in %v; middle node forwarded %d frames", rec.Summary(), s.Elapsed(), ns[2].Core().Stats().Forwarded)
+		})
+	}
+}
+
+func TestSimRingLossDuplicationReordering(t *testing.T) {
+	const size, count = 8, 300
+	s := newSim(t)
+	s.Default = sim.Profile{Latency: time.Millisecond}
+	s.Configure = func(_ int, c *core.Config) { fast(c) }
+	rec := s.Record()
+	ns := addNodes(s, size)
+	for i := range ns {
+		link(t, ns[i], ns[(i+1)%size])
+	}
+	converge(t, s, time.Minute)
+	s.Default = sim.Profile{Latency: time.Millisecond, Jitter: time.Millisecond, Loss: 0.2, Dup: 0.1, Reorder: 0.1}
+	for _, f := range [][2]int{{0, 4}, {2, 5}, {7, 1}, {4, 0}} {
+		ns[f[0]].Send(ns[f[1]].ID, count, 200)
+	}
+	settle(t, s, rec, 10*time.Minute)
+	t.Logf("%s in %v", rec.Summary(), s.Elapsed())
+}
+
+func TestSimKillForwarderMidStream(t *testing.T) {
+	s := newSim(t)
+	s.Default = sim.Profile{Latency: time.Millisecond}
+	s.Configure = func(_ int, c *core.Config) { fast(c) }
+	rec := s.Record()
+	ns := addNodes(s, 6)
+	for i := range ns {
+		link(t, ns[i], ns[(i+1)%len(ns)])
+	}
+	converge(t, s, time.Minute)
+	ns[0].Send(ns[3].ID, 2000, 64)
+	// Kill the forwarder the route takes, after some messages crossed it.
+	s.Run(20 * time.Millisecond)
+	nh, _ := ns[0].Core().Routes().NextHop(ns[3].ID)
+	for _, n := range ns {
+		if n.ID == nh {
+			n.Crash()
+		}
+	}
+	settle(t, s, rec, 10*time.Minute)
+	t.Logf("%s in %v", rec.Summary(), s.Elapsed())
+}
+
+func TestSimPartitionHeals(t *testing.T) {
+	cases := []struct {
+		name string
+		cut  time.Duration
+	}{
+		{"short", 2 * time.Second},
+		{"past the retry budget", 20 * time.Second},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := newSim(t)
+			s.Default = sim.Profile{Latency: time.Millisecond}
+			s.Configure = func(_ int, cfg *core.Config) { fast(cfg) }
+			rec := s.Record()
+			ns := addNodes(s, 6)
+			for i := range ns {
+				link(t, ns[i], ns[(i+1)%len(ns)])
+			}
+			converge(t, s, time.Minute)
+			ns[0].Send(ns[3].ID, 500, 64)
+			ns[3].Send(ns[0].ID, 500, 64)
+			s.Run(10 * time.Millisecond)
+			left, right := []int{0, 1, 2}, []int{3, 4, 5}
+			s.Partition(left, right)
+			s.Run(c.cut)
+			s.HealAll()
+			settle(t, s, rec, 10*time.Minute)
+			// After the heal, the two sides talk again.
+			converge(t, s, time.Minute)
+			ns[0].Send(ns[3].ID, 100, 64)
+			settle(t, s, rec, 10*time.Minute)
+			t.Logf("%s in %v", rec.Summary(), s.Elapsed())
+		})
+	}
+}
+
+func TestSimBroadcastRandomMeshWithLoss(t *testing.T) {
+	const size, count = 30, 40
+	s := newSim(t)
+	s.Default = sim.Profile{Latency: time.Millisecond, Jitter: time.Millisecond}
+	s.Configure = func(_ int, c *core.Config) {
+		fast(c)
+		c.MaxConns = 30
+	}
+	rec := s.Record()
+	ns := addNodes(s, size)
+	r := s.Rand()
+	for i := 1; i < size; i++ {
+		link(t, ns[i], ns[r.IntN(i)])
+	}
+	for range size / 2 {
+		a, b := r.IntN(size), r.IntN(size)
+		if a != b && !slices.Contains(ns[a].Core().Neighbors(), ns[b].ID) {
+			link(t, ns[a], ns[b])
+		}
+	}
+	converge(t, s, time.Minute)
+	s.Default.Loss = 0.1
+	for _, o := range []int{0, 13, 29} {
+		ns[o].Broadcast(count, 100)
+	}
+	settle(t, s, rec, 10*time.Minute)
+	if k := failures(s); k != 0 {
+		t.Errorf("%d broadcast deliveries reported failed", k)
+	}
+	t.Logf("%s in %v", rec.Summary(), s.Elapsed())
+}
+
+func TestSimFiftyJoinThroughOneSeed(t *testing.T) {
+	const size, lo, hi = 50, 5, 10
+	s := newSim(t)
+	s.Default = sim.Profile{Latency: time.Millisecond, Jitter: time.Millisecond}
+	s.Configure = func(i int, c *core.Config) {
+		members(lo, hi)(i, c)
+		c.Keepalive, c.DeadAfter = 200*time.Millisecond, 5
+		c.Routing = routing.Config{RefreshInterval: 10 * time.Second, MaxAge: time.Minute}.WithDefaults()
+	}
+	ns := addNodes(s, size)
+	for i := 1; i < size; i++ {
+		link(t, ns[i], ns[0])
+	}
+	if !s.RunUntil(time.Minute, func() bool { return sim.DegreesWithin(s, lo, hi) && sim.Converged(s) }) {
+		for _, n := range ns {
+			t.Logf("node %d: %d neighbours, %d known, downs %v, %v", n.Index(), len(n.Core().Neighbors()), len(n.Core().Topology().Nodes), n.Downs, n.Events)
+		}
+		t.Fatal("no node of 50 may have fewer than 5 or more than 10 neighbours once balanced")
+	}
+	// Nobody left or died, and the network is quiet: no edge may be lost.
+	if k := sim.Downs(s, nil); k != 0 {
+		t.Fatalf("%d edges lost in a mesh where nobody left", k)
+	}
+	tp := ns[0].Core().Topology()
+	t.Logf("%d nodes balanced and converged after %v of virtual time; diameter %d; %d link-state frames (%.0f per join)",
+		size, s.Elapsed(), tp.Diameter(), sim.TopologyFrames(s), float64(sim.TopologyFrames(s))/size)
+	if d := tp.Diameter(); d > 4 {
+		t.Errorf("diameter %d: balancing should keep 50 nodes within 4 hops", d)
+	}
+}
+
+func TestSimFullSeedRedirectsEveryJoiner(t *testing.T) {
+	const size = 12
+	s := newSim(t)
+	s.Default = sim.Profile{Latency: time.Millisecond}
+	s.Configure = func(i int, c *core.Config) {
+		fast(c)
+		c.MaxConns = 3
+	}
+	ns := addNodes(s, size)
+	for i := 1; i < size; i++ {
+		link(t, ns[i], ns[0])
+	}
+	converge(t, s, time.Minute)
+	redirected := 0
+	for _, n := range ns {
+		redirected += n.Events[core.Redirected]
+	}
+	if redirected == 0 {
+		t.Fatal("no joiner was redirected by the full seed")
+	}
+}
+
+func TestSimChurnWithTraffic(t *testing.T) {
+	const initial, ops, lo, hi = 12, 100, 3, 6
+	s := newSim(t)
+	s.Default = sim.Profile{Latency: time.Millisecond, Jitter: time.Millisecond}
+	s.Configure = members(lo, hi)
+	rec := s.Record()
+	ns := addNodes(s, initial)
+	r := s.Rand()
+	for i := 1; i < initial; i++ {
+		link(t, ns[i], ns[r.IntN(i)])
+	}
+	converge(t, s, time.Minute)
+	// Node 0 streams to node 1 (both stay) and to every node that joins;
+	// one join or leave every 100 ms.
+	ns[0].Send(ns[1].ID, 1000, 64)
+	for op := range ops {
+		s.Run(100 * time.Millisecond)
+		var live []*sim.Node
+		for _, n := range s.Live() {
+			if n.Index() >= 2 {
+				live = append(live, n)
+			}
+		}
+		if op%2 == 0 || len(live) < 4 {
+			n := s.AddNode()
+			n.Link(live[r.IntN(len(live))])
+			ns[0].Send(n.ID, 20, 64)
+		} else {
+			victim := live[r.IntN(len(live))]
+			if r.IntN(2) == 0 {
+				victim.Leave()
+			} else {
+				victim.Crash()
+			}
+		}
+		if u := rec.Unsafe(); u != nil {
+			t.Fatal(strings.Join(u, "\n"))
+		}
+	}
+	converge(t, s, 2*time.Minute)
+	if !sim.DegreesWithin(s, 1, hi) {
+		t.Fatal("after churn a node has no neighbour or too many")
+	}
+	settle(t, s, rec, 10*time.Minute)
+	t.Logf("%d joins and leaves: %s in %v; %d live nodes, diameter %d",
+		ops, rec.Summary(), s.Elapsed(), len(s.Live()), ns[0].Core().Topology().Diameter())
+}
+
+func TestSimRestartWithSameUUID(t *testing.T) {
+	s := newSim(t)
+	s.Default = sim.Profile{Latency: time.Millisecond}
+	s.Configure = func(_ int, c *core.Config) { fast(c) }
+	rec := s.Record()
+	ns := addNodes(s, 3)
+	link(t, ns[0], ns[1])
+	link(t, ns[1], ns[2])
+	converge(t, s, time.Minute)
+	ns[0].Send(ns[2].ID, 100, 64)
+	settle(t, s, rec, time.Minute)
+	// C restarts: same UUID, same address, a new epoch.
+	ns[2].Crash()
+	s.Run(time.Second)
+	ns[2].Restart()
+	link(t, ns[2], ns[1])
+	epoch := ns[2].Core().Epoch()
+	if !s.RunUntil(time.Minute, func() bool {
+		ni, ok := ns[0].Core().Topology().Node(ns[2].ID)
+		return ok && ni.Epoch == epoch && ni.Distance == 2
+	}) {
+		t.Fatal("the new epoch did not reach node 0")
+	}
+	// Both directions work with the new life, in order, exactly once.
+	ns[0].Send(ns[2].ID, 100, 64)
+	ns[2].Send(ns[0].ID, 100, 64)
+	settle(t, s, rec, time.Minute)
+	if k := failures(s); k != 0 {
+		t.Fatalf("%d failures with both lives quiet at the restart", k)
+	}
+}
