@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -22,7 +23,7 @@ import (
 const clientTimeout = 30 * time.Second
 
 // cmdClient runs one of the client subcommands against a node's API.
-func cmdClient(ctx context.Context, cmd string, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) error {
+func cmdClient(ctx context.Context, cmd string, args []string, stdin io.Reader, stdout, stderr io.Writer, env []string) error {
 	fs := flag.NewFlagSet("meshnode "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.String("config", "", "`PATH` of a config file; its \"api\" key is used")
@@ -32,14 +33,11 @@ func cmdClient(ctx context.Context, cmd string, args []string, stdin io.Reader, 
 	if cmd == "recv" {
 		events = fs.Bool("events", false, "print node events (neighbour up/down, delivery failed...) too")
 	}
-	pos, err := parseArgs(fs, args)
+	pos, err := loadConfig(fs, args, env, true)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return usageError{err}
-	}
-	if err := applySources(fs, getenv); err != nil {
 		return usageError{err}
 	}
 	want := map[string]int{"status": 0, "topology": 0, "recv": 0, "send": 2, "broadcast": 1, "connect": 1}[cmd]
@@ -47,6 +45,18 @@ func cmdClient(ctx context.Context, cmd string, args []string, stdin io.Reader, 
 		return usageError{fmt.Errorf("want %d arguments, got %d (see meshnode help)", want, len(pos))}
 	}
 	cl := meshapi.NewClient(*api)
+	err = runClient(ctx, cmd, cl, pos, stdin, stdout, *asJSON, events)
+	var dial *net.OpError
+	if errors.As(err, &dial) && dial.Op == "dial" {
+		return fmt.Errorf("no meshnode API at %s: is \"meshnode run\" running there? (--api or MESHNODE_API names it): %w", *api, err)
+	}
+	return err
+}
+
+// runClient runs client command cmd with its positional arguments pos.
+func runClient(ctx context.Context, cmd string, cl *meshapi.Client, pos []string, stdin io.Reader, stdout io.Writer, asJSONFlag bool, events *bool) error {
+	asJSON := &asJSONFlag
+	var err error
 	if cmd == "recv" {
 		return recv(ctx, cl, *events, *asJSON, stdout)
 	}

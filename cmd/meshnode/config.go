@@ -1,13 +1,9 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -18,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/peterbourgon/ff/v3"
+	pionwebrtc "github.com/pion/webrtc/v4"
 
 	"github.com/distrirender/distrirender/internal/rtcsetup"
 	"github.com/distrirender/distrirender/transport/webrtc"
@@ -86,12 +84,19 @@ type runConfig struct {
 	JoinTimeout      time.Duration
 	ShutdownTimeout  time.Duration
 	Pprof            bool
+	SignalKey        string
+	STUN             listFlag
+	TURN             listFlag
+	TURNUser         string
+	TURNPassword     string
 
 	// given holds the flags set on the command line, in the environment or
 	// in the config file (noteGiven); nil when the config was built in code.
 	given map[string]bool
 	// ice is --ice-net, parsed by validate.
 	ice func(net.IP) bool
+	// iceServers are --stun and --turn, parsed by validate.
+	iceServers []pionwebrtc.ICEServer
 }
 
 // noteGiven records the flags of fs that were set, by any source.
@@ -107,6 +112,11 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.StringVar(&c.Signal, "signal", "", "webrtc: `URL` of the PeerJS signalling server every node of the mesh uses, http://HOST:PORT/ (default: the one --serve-signal serves)")
 	fs.StringVar(&c.ServeSignal, "serve-signal", "", "webrtc: serve the mesh's PeerJS signalling server in this daemon, on TCP `HOST:PORT` (e.g. 0.0.0.0:9000); the other nodes give --signal http://ITS-ADDRESS:PORT/")
 	fs.StringVar(&c.PeerID, "peer-id", "", "webrtc: this node's `NAME` on the signalling server, which is its address (--join, connect): letters and digits, with - or _ between (default: the node's UUID)")
+	fs.StringVar(&c.SignalKey, "signal-key", "", "webrtc: the PeerJS server's API `KEY`, which every node of the mesh and the --serve-signal server use (default \"peerjs\")")
+	fs.Var(&c.STUN, "stun", "webrtc: STUN servers for NAT traversal, `URL[,...]`, e.g. stun:stun.example.org:3478 (default: none, host candidates only, which suits a LAN)")
+	fs.Var(&c.TURN, "turn", "webrtc: TURN relays, `URL[,...]`, e.g. turn:turn.example.org:3478?transport=udp; they need --turn-user and --turn-password")
+	fs.StringVar(&c.TURNUser, "turn-user", "", "webrtc: the `NAME` to give the --turn servers")
+	fs.StringVar(&c.TURNPassword, "turn-password", "", "webrtc: the `SECRET` to give the --turn servers (better set as MESHNODE_TURN_PASSWORD or in the config file than on the command line)")
 	fs.Var(&c.ICENet, "ice-net", "webrtc: the networks whose addresses the data channels may use, `CIDR[,...]`, e.g. 192.168.1.0/24 (default: every address but link-local ones)")
 	fs.Var(&c.Advertise, "advertise", "`HOST:PORT[,...]` to advertise to other nodes instead of the listen socket's addresses (NAT, multi-homed hosts)")
 	fs.Var(&c.Join, "join", "`ADDR[,...]` of nodes to join through (quic: HOST:PORT; webrtc: peer IDs), tried in turn and retried with back-off until one accepts")
@@ -133,8 +143,9 @@ func (c *runConfig) validate() error {
 		if c.Listen == "" {
 			return errors.New("--listen is required")
 		}
-		if c.Signal != "" || c.ServeSignal != "" || c.PeerID != "" || len(c.ICENet) > 0 {
-			return errors.New("--signal, --serve-signal, --peer-id and --ice-net are for --transport webrtc")
+		if c.Signal != "" || c.ServeSignal != "" || c.PeerID != "" || len(c.ICENet) > 0 || c.SignalKey != "" ||
+			len(c.STUN) > 0 || len(c.TURN) > 0 || c.TURNUser != "" || c.TURNPassword != "" {
+			return errors.New("--signal, --serve-signal, --signal-key, --peer-id, --ice-net, --stun and --turn are for --transport webrtc")
 		}
 	case transportWebRTC:
 		if err := c.validateWebRTC(); err != nil {
@@ -201,6 +212,11 @@ func (c *runConfig) validateWebRTC() error {
 			return fmt.Errorf("--join %q is not a PeerJS peer ID: with --transport webrtc, give the nodes' peer IDs (their --peer-id, or UUID), and the server's URL as --signal", j)
 		}
 	}
+	servers, err := rtcsetup.ICEServers(c.STUN, c.TURN, c.TURNUser, c.TURNPassword)
+	if err != nil {
+		return err
+	}
+	c.iceServers = servers
 	c.ice = rtcsetup.ClusterICE
 	if len(c.ICENet) > 0 {
 		f, err := rtcsetup.ParseICENet(strings.Join(c.ICENet, ","))
@@ -208,6 +224,57 @@ func (c *runConfig) validateWebRTC() error {
 			return err
 		}
 		c.ice = f
+	}
+	return nil
+}
+
+// checkAddrs checks the addresses of the flags, so that a mistake exits 2
+// at once rather than failing later or being retried forever. validate
+// comes first; the daemon's in-process tests, whose memory transport takes
+// any name, skip this.
+func (c *runConfig) checkAddrs() error {
+	if c.API != "" {
+		if err := checkHostPort(c.API, true); err != nil {
+			return fmt.Errorf("--api %q: %w", c.API, err)
+		}
+	}
+	if c.Transport == transportWebRTC {
+		return nil // peer IDs and URLs, which validate checked
+	}
+	if err := checkHostPort(c.Listen, true); err != nil {
+		return fmt.Errorf("--listen %q: %w", c.Listen, err)
+	}
+	for _, a := range c.Advertise {
+		if err := checkHostPort(a, false); err != nil {
+			return fmt.Errorf("--advertise %q: %w", a, err)
+		}
+	}
+	for _, j := range c.Join {
+		if err := checkHostPort(j, false); err != nil {
+			return fmt.Errorf("--join %q: %w", j, err)
+		}
+	}
+	return nil
+}
+
+// checkHostPort checks a HOST:PORT address. A listening address (listen)
+// may leave the host empty (every interface) and take port 0 (any free
+// one); an address to dial may not.
+func checkHostPort(addr string, listen bool) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want HOST:PORT, such as 192.168.1.10:4242")
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	switch {
+	case err != nil:
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	case !listen && p == 0:
+		return errors.New("port 0 cannot be dialled")
+	case !listen && host == "":
+		return errors.New("the host is missing")
+	case strings.ContainsAny(host, " /"):
+		return fmt.Errorf("%q is not a host name or IP address", host)
 	}
 	return nil
 }
@@ -279,155 +346,115 @@ func writeFileAtomic(path string, b []byte) error {
 	return os.Rename(f.Name(), path)
 }
 
-// allKeys are the keys a config file may hold: the flags of `meshnode run`
-// plus the clients' "json" and "events".
-func allKeys() []string {
+// clientFlags are the flags of the client commands that `meshnode run`
+// does not have; config files and the environment may hold them too.
+func clientFlags() []string { return []string{"json", "events"} }
+
+// knownEnv returns the environment variables meshnode reads: one per flag
+// of every command.
+func knownEnv() map[string]bool {
 	fs := flag.NewFlagSet("", flag.ContinueOnError)
 	runFlags(fs, &runConfig{})
-	var keys []string
-	fs.VisitAll(func(f *flag.Flag) { keys = append(keys, f.Name) })
-	return append(keys, "json", "events")
+	known := map[string]bool{envName("config"): true}
+	fs.VisitAll(func(f *flag.Flag) { known[envName(f.Name)] = true })
+	for _, name := range clientFlags() {
+		known[envName(name)] = true
+	}
+	return known
 }
 
-// applySources gives every flag that was not set on the command line its
-// value from the environment (MESHNODE_<NAME>, ignored when empty) or else
-// from the config file (named by --config or MESHNODE_CONFIG). So the
-// precedence is: flag > environment > file > default.
-func applySources(fs *flag.FlagSet, getenv func(string) string) error {
+// unknownEnv returns a warning for every MESHNODE_ variable in env (as
+// os.Environ returns it) that names no setting, with the closest setting
+// when one is a likely typo.
+func unknownEnv(env []string) []string {
+	known := knownEnv()
+	var warnings []string
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, envPrefix) || known[name] {
+			continue
+		}
+		w := fmt.Sprintf("ignoring %s: meshnode has no such setting", name)
+		best, bestD := "", 3 // suggest at most two edits away
+		for k := range known {
+			if d := editDistance(name, k); d < bestD || d == bestD && k < best {
+				best, bestD = k, d
+			}
+		}
+		if best != "" {
+			w += " (did you mean " + best + "?)"
+		}
+		warnings = append(warnings, w)
+	}
+	slices.Sort(warnings)
+	return warnings
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// loadConfig sets the flags of fs from the command line args, then every
+// flag not given there from the environment env (MESHNODE_<NAME>; an empty
+// variable counts as unset), then every flag set by neither from the JSON
+// config file named by --config or MESHNODE_CONFIG, which
+// github.com/peterbourgon/ff reads. So the precedence is flag > environment
+// > file > default. Keys of the file are flag names; an unknown key is an
+// error unless ignoreUnknownKeys (the clients, which read the daemon's file
+// for its "api" key). It returns the positional arguments.
+//
+// The environment is passed in rather than read by ff, so that tests can run
+// daemons with different environments in one process.
+func loadConfig(fs *flag.FlagSet, args, env []string, ignoreUnknownKeys bool) ([]string, error) {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return nil, err
+	}
 	onCmdline := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { onCmdline[f.Name] = true })
-
-	path := ""
-	if f := fs.Lookup("config"); f != nil {
-		path = f.Value.String()
-		if !onCmdline["config"] {
-			path = getenv(envName("config"))
-		}
-	}
-	var file map[string]string
-	if path != "" {
-		var err error
-		if file, err = readConfigFile(path); err != nil {
-			return err
+	vars := map[string]string{}
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, envPrefix) {
+			vars[k] = v
 		}
 	}
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
-		if onCmdline[f.Name] || f.Name == "config" {
-			return
-		}
-		if v := getenv(envName(f.Name)); v != "" {
+		if v := vars[envName(f.Name)]; v != "" && !onCmdline[f.Name] {
 			if err := fs.Set(f.Name, v); err != nil {
 				errs = append(errs, fmt.Errorf("%s=%q: %w", envName(f.Name), v, err))
 			}
-			return
-		}
-		if v, ok := file[f.Name]; ok {
-			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %s = %q: %w", path, f.Name, v, err))
-			}
 		}
 	})
-	return errors.Join(errs...)
-}
-
-// readConfigFile reads a config file: a JSON object, or lines of
-// key = value with # comments. Keys are flag names ("max-connections";
-// "max_connections" is accepted too). A list may be a JSON array or a
-// comma-separated string. Unknown keys are an error, so that a typo does not
-// go unnoticed.
-func readConfigFile(path string) (map[string]string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("config file: %w", err)
-	}
-	var kv map[string]string
-	if t := bytes.TrimSpace(b); len(t) > 0 && t[0] == '{' {
-		kv, err = parseJSONConfig(t)
-	} else {
-		kv, err = parseKVConfig(bytes.NewReader(b))
-	}
-	if err != nil {
-		return nil, fmt.Errorf("config file %s: %w", path, err)
-	}
-	known := allKeys()
-	for k := range kv {
-		if !slices.Contains(known, k) {
-			return nil, fmt.Errorf("config file %s: unknown key %q", path, k)
-		}
-	}
-	return kv, nil
-}
-
-func normKey(k string) string {
-	return strings.ReplaceAll(strings.ToLower(strings.TrimSpace(k)), "_", "-")
-}
-
-func parseJSONConfig(b []byte) (map[string]string, error) {
-	var raw map[string]any
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	if err := dec.Decode(&raw); err != nil {
+	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("data after the JSON object")
+	// ff sees the flags set so far as given, and fills only the others.
+	err = ff.Parse(fs, nil,
+		ff.WithConfigFileFlag("config"),
+		ff.WithConfigFileParser(ff.JSONParser),
+		ff.WithIgnoreUndefined(ignoreUnknownKeys))
+	if err != nil {
+		return nil, fmt.Errorf("config file %s: %w", fs.Lookup("config").Value, err)
 	}
-	kv := map[string]string{}
-	for k, v := range raw {
-		var s string
-		switch v := v.(type) {
-		case string:
-			s = v
-		case bool:
-			s = strconv.FormatBool(v)
-		case json.Number:
-			s = v.String()
-		case []any:
-			parts := make([]string, 0, len(v))
-			for _, e := range v {
-				es, ok := e.(string)
-				if !ok {
-					return nil, fmt.Errorf("key %q: list items must be strings", k)
-				}
-				parts = append(parts, es)
-			}
-			s = strings.Join(parts, ",")
-		case nil:
-			continue
-		default:
-			return nil, fmt.Errorf("key %q: want a string, number, boolean or list of strings", k)
-		}
-		kv[normKey(k)] = s
-	}
-	return kv, nil
-}
-
-func parseKVConfig(r io.Reader) (map[string]string, error) {
-	kv := map[string]string{}
-	sc := bufio.NewScanner(r)
-	for line := 1; sc.Scan(); line++ {
-		t := strings.TrimSpace(sc.Text())
-		if t == "" || t[0] == '#' {
-			continue
-		}
-		k, v, ok := strings.Cut(t, "=")
-		if !ok {
-			return nil, fmt.Errorf("line %d: want key = value", line)
-		}
-		k, v = normKey(k), strings.TrimSpace(v)
-		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
-			v = v[1 : len(v)-1]
-		}
-		if k == "" {
-			return nil, fmt.Errorf("line %d: empty key", line)
-		}
-		if _, dup := kv[k]; dup {
-			return nil, fmt.Errorf("line %d: %q given twice", line, k)
-		}
-		kv[k] = v
-	}
-	return kv, sc.Err()
+	return pos, nil
 }
 
 // parseArgs parses args with fs, allowing flags after positional arguments

@@ -25,12 +25,18 @@ func parseRun(t *testing.T, args []string, env map[string]string) (runConfig, er
 	var c runConfig
 	fs.String("config", "", "")
 	runFlags(fs, &c)
-	if _, err := parseArgs(fs, args); err != nil {
-		return c, err
-	}
-	err := applySources(fs, func(k string) string { return env[k] })
+	_, err := loadConfig(fs, args, environ(env), false)
 	c.noteGiven(fs)
 	return c, err
+}
+
+// environ turns env into the form of os.Environ.
+func environ(env map[string]string) []string {
+	var out []string
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	return out
 }
 
 func writeFile(t *testing.T, name, content string) string {
@@ -43,18 +49,12 @@ func writeFile(t *testing.T, name, content string) string {
 }
 
 func TestConfigPrecedence(t *testing.T) {
-	kv := writeFile(t, "meshnode.conf", `
-# a key = value config file
-listen = 10.0.0.1:5000
-api = "127.0.0.1:8000"
-join = 10.0.0.2:4242, 10.0.0.3:4242
-max_connections = 7
-log-level = debug
-discover = true
-`)
 	js := writeFile(t, "meshnode.json", `{"listen": "10.0.0.1:5000", "api": "127.0.0.1:8000",
 		"join": ["10.0.0.2:4242", "10.0.0.3:4242"], "max-connections": 7, "log-level": "debug", "discover": true}`)
-	for _, file := range []string{kv, js} {
+	// A list may also be one comma-separated string, a number a string.
+	js2 := writeFile(t, "meshnode2.json", `{"listen": "10.0.0.1:5000", "api": "127.0.0.1:8000",
+		"join": "10.0.0.2:4242, 10.0.0.3:4242", "max-connections": "7", "log-level": "debug", "discover": "true"}`)
+	for _, file := range []string{js, js2} {
 		t.Run(filepath.Ext(file), func(t *testing.T) {
 			cases := []struct {
 				name string
@@ -122,15 +122,13 @@ func TestConfigErrors(t *testing.T) {
 		{"bad env int", nil, map[string]string{"MESHNODE_MAX_CONNECTIONS": "many"}, "", "MESHNODE_MAX_CONNECTIONS"},
 		{"bad env bool", nil, map[string]string{"MESHNODE_DISCOVER": "perhaps"}, "", "MESHNODE_DISCOVER"},
 		{"bad env level", nil, map[string]string{"MESHNODE_LOG_LEVEL": "loud"}, "", "MESHNODE_LOG_LEVEL"},
-		{"unknown file key", nil, nil, "listen = a:1\nlisten-on = b:2\n", `unknown key "listen-on"`},
-		{"bad file line", nil, nil, "listen a:1\n", "line 1"},
-		{"duplicate file key", nil, nil, "listen = a:1\nlisten = b:2\n", "given twice"},
-		{"bad file value", nil, nil, "max-connections = lots\n", "max-connections"},
+		{"the old key = value format", nil, nil, "listen = a:1\n", "invalid character"},
+		{"bad file value", nil, nil, `{"max-connections": "lots"}`, "max-connections"},
 		{"bad JSON", nil, nil, `{"listen": }`, "invalid character"},
-		{"JSON trailing data", nil, nil, `{"listen": "a:1"} x`, "after the JSON"},
-		{"JSON unknown key", nil, nil, `{"listn": "a:1"}`, `unknown key "listn"`},
-		{"JSON object value", nil, nil, `{"listen": {"host": "a"}}`, "want a string"},
-		{"missing file", []string{"--config", "/nonexistent/meshnode.conf"}, nil, "", "no such file"},
+		{"JSON unknown key", nil, nil, `{"listn": "a:1"}`, `"listn" not defined`},
+		{"JSON underscore key", nil, nil, `{"max_connections": 3}`, `"max_connections" not defined`},
+		{"JSON object value", nil, nil, `{"listen": {"host": "a"}}`, `"listen.host" not defined`},
+		{"missing file", []string{"--config", "/nonexistent/meshnode.json"}, nil, "", "no such file"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -195,16 +193,11 @@ func TestValidate(t *testing.T) {
 // TestConfigWebRTC sets the webrtc flags from a config file, the
 // environment and the command line.
 func TestConfigWebRTC(t *testing.T) {
-	kv := writeFile(t, "meshnode.conf", `
-transport = webrtc
-signal = http://192.168.1.10:9000/
-peer_id = beta
-join = alpha, gamma
-ice-net = 192.168.1.0/24, 10.0.0.0/8
-`)
 	js := writeFile(t, "meshnode.json", `{"transport": "webrtc", "signal": "http://192.168.1.10:9000/", "peer-id": "beta",
-		"join": ["alpha", "gamma"], "ice-net": ["192.168.1.0/24", "10.0.0.0/8"]}`)
-	for _, file := range []string{kv, js} {
+		"join": ["alpha", "gamma"], "ice-net": ["192.168.1.0/24", "10.0.0.0/8"], "signal-key": "k3y",
+		"stun": ["stun:stun.example.org:3478"], "turn": "turn:turn.example.org:3478?transport=udp",
+		"turn-user": "u", "turn-password": "p"}`)
+	for _, file := range []string{js} {
 		c, err := parseRun(t, []string{"--config", file}, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -213,14 +206,15 @@ ice-net = 192.168.1.0/24, 10.0.0.0/8
 			t.Fatal(err)
 		}
 		if c.Transport != "webrtc" || c.Signal != "http://192.168.1.10:9000/" || c.PeerID != "beta" ||
-			!slices.Equal(c.Join, []string{"alpha", "gamma"}) || !slices.Equal(c.ICENet, []string{"192.168.1.0/24", "10.0.0.0/8"}) {
+			!slices.Equal(c.Join, []string{"alpha", "gamma"}) || !slices.Equal(c.ICENet, []string{"192.168.1.0/24", "10.0.0.0/8"}) ||
+			c.SignalKey != "k3y" || len(c.iceServers) != 2 || c.iceServers[1].Username != "u" {
 			t.Errorf("%s: config %+v", file, c)
 		}
 		if !c.ice(net.ParseIP("10.1.2.3")) || !c.ice(net.ParseIP("192.168.1.7")) || c.ice(net.ParseIP("127.0.0.1")) || c.ice(net.ParseIP("192.168.2.1")) {
 			t.Errorf("%s: --ice-net filter wrong", file)
 		}
 	}
-	c, err := parseRun(t, []string{"--config", kv, "--peer-id", "delta"}, map[string]string{
+	c, err := parseRun(t, []string{"--config", js, "--peer-id", "delta"}, map[string]string{
 		"MESHNODE_SERVE_SIGNAL": "0.0.0.0:9000", "MESHNODE_SIGNAL": "http://127.0.0.1:9000/", "MESHNODE_PEER_ID": "epsilon", "MESHNODE_ICE_NET": "127.0.0.1",
 	})
 	if err != nil {
@@ -307,13 +301,111 @@ func TestUsageExitCodes(t *testing.T) {
 		{[]string{"run", "extra"}, exitUsage},
 		{[]string{"run", "--transport", "webrtc", "--join", "10.0.0.1:4242"}, exitUsage},
 		{[]string{"send", "only-one-arg"}, exitUsage},
-		{[]string{"status", "--api", "127.0.0.1:1"}, exitError}, // nothing listens on port 1
+		// Bad addresses exit 2 before anything starts.
+		{[]string{"run", "--join", "nonsense"}, exitUsage},
+		{[]string{"run", "--join", "10.0.0.1:0"}, exitUsage},
+		{[]string{"run", "--listen", "0.0.0.0:99999"}, exitUsage},
+		{[]string{"run", "--api", "localhost"}, exitUsage},
+		{[]string{"run", "--advertise", ":4242"}, exitUsage},
+		{[]string{"run", "--transport", "webrtc", "--serve-signal", "127.0.0.1:0", "--stun", "http://stun.example.org"}, exitUsage},
+		{[]string{"run", "--transport", "webrtc", "--serve-signal", "127.0.0.1:0", "--turn", "turn:turn.example.org"}, exitUsage},
+		{[]string{"run", "--stun", "stun:stun.example.org"}, exitUsage}, // quic
+		{[]string{"status", "--api", "127.0.0.1:1"}, exitError},         // nothing listens on port 1
 	}
 	for _, tc := range cases {
 		var out, errb bytes.Buffer
-		code := realMain(context.Background(), tc.args, strings.NewReader(""), &out, &errb, func(string) string { return "" })
+		code := realMain(context.Background(), tc.args, strings.NewReader(""), &out, &errb, nil)
 		if code != tc.code {
 			t.Errorf("%q: exit %d, want %d; stderr %s", tc.args, code, tc.code, errb.String())
 		}
+	}
+}
+
+func TestCheckAddrs(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string // "" for no error
+	}{
+		{[]string{"--listen", ":4242", "--join", "10.0.0.1:4242,host.lan:1", "--advertise", "[2001:db8::1]:4242"}, ""},
+		{[]string{"--listen", "0.0.0.0:0", "--api", ""}, ""},
+		{[]string{"--join", "nonsense"}, `--join "nonsense": want HOST:PORT`},
+		{[]string{"--join", ":4242"}, "host is missing"},
+		{[]string{"--join", "10.0.0.1:http"}, "not a number"},
+		{[]string{"--join", "10.0.0.1:0"}, "port 0"},
+		{[]string{"--listen", "0.0.0.0:65536"}, "--listen"},
+		{[]string{"--api", "7070"}, "--api"},
+		{[]string{"--advertise", "a b:1"}, "not a host name"},
+		{[]string{"--transport", "webrtc", "--serve-signal", ":9000", "--join", "alpha"}, ""},
+	}
+	for _, tc := range cases {
+		c, err := parseRun(t, tc.args, nil)
+		if err == nil {
+			err = c.validate()
+		}
+		if err == nil {
+			err = c.checkAddrs()
+		}
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%q: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestUnknownEnv(t *testing.T) {
+	cases := []struct {
+		env  []string
+		want []string
+	}{
+		{[]string{"MESHNODE_LISTEN=a:1", "MESHNODE_API=", "MESHNODE_JSON=1", "MESHNODE_CONFIG=x", "HOME=/root"}, nil},
+		{[]string{"MESHNODE_LISTN=a:1"}, []string{"ignoring MESHNODE_LISTN: meshnode has no such setting (did you mean MESHNODE_LISTEN?)"}},
+		{[]string{"MESHNODE_FROBNICATE=1"}, []string{"ignoring MESHNODE_FROBNICATE: meshnode has no such setting"}},
+		{[]string{"MESHNODE_MAX_CONNECTION=3", "MESHNODE_JOINS=b"}, []string{
+			"ignoring MESHNODE_JOINS: meshnode has no such setting (did you mean MESHNODE_JOIN?)",
+			"ignoring MESHNODE_MAX_CONNECTION: meshnode has no such setting (did you mean MESHNODE_MAX_CONNECTIONS?)",
+		}},
+	}
+	for _, tc := range cases {
+		if got := unknownEnv(tc.env); !slices.Equal(got, tc.want) {
+			t.Errorf("%q: %q, want %q", tc.env, got, tc.want)
+		}
+	}
+	// realMain prints them, and goes on.
+	var out, errb bytes.Buffer
+	if code := realMain(context.Background(), []string{"help"}, nil, &out, &errb, []string{"MESHNODE_LISTN=a:1"}); code != exitOK ||
+		!strings.Contains(errb.String(), "warning: ignoring MESHNODE_LISTN") {
+		t.Errorf("exit %d, stderr %q", code, errb.String())
+	}
+}
+
+// TestContribConfig checks that the example config of contrib/systemd is
+// one meshnode accepts.
+func TestContribConfig(t *testing.T) {
+	c, err := parseRun(t, []string{"--config", "../../contrib/systemd/meshnode.json"}, nil)
+	if err == nil {
+		err = c.validate()
+	}
+	if err == nil {
+		err = c.checkAddrs()
+	}
+	if err != nil || len(c.Join) != 2 || c.LogFormat != "json" {
+		t.Fatalf("contrib/systemd/meshnode.json: %v, %+v", err, c)
+	}
+	unit, err := os.ReadFile("../../contrib/systemd/meshnode.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"ExecStart=/usr/local/bin/meshnode run --config /etc/meshnode.json", "RestartPreventExitStatus=2", "StateDirectory=meshnode"} {
+		if !strings.Contains(string(unit), want) {
+			t.Errorf("meshnode.service lacks %q", want)
+		}
+	}
+}
+
+// TestNoDaemon checks what a client says when no daemon answers.
+func TestNoDaemon(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := realMain(context.Background(), []string{"status", "--api", "127.0.0.1:1"}, nil, &out, &errb, nil)
+	if code != exitError || !strings.Contains(errb.String(), `no meshnode API at 127.0.0.1:1: is "meshnode run" running there?`) {
+		t.Errorf("exit %d, stderr %q", code, errb.String())
 	}
 }

@@ -248,12 +248,7 @@ func TestClientCommands(t *testing.T) {
 	a := startInproc(t, mem, "a", runConfig{Listen: "a", MaxConnections: 10})
 	b := startInproc(t, mem, "b", runConfig{Listen: "b", Join: listFlag{"a"}, MaxConnections: 10})
 	testutil.WaitFor(t, 5*time.Second, "b to join a", func() bool { return len(b.neighbors(t)) == 1 })
-	env := func(k string) string {
-		if k == "MESHNODE_API" {
-			return strings.TrimPrefix(b.api.BaseURL, "http://") // b's API unless --api says otherwise
-		}
-		return ""
-	}
+	env := []string{"MESHNODE_API=" + strings.TrimPrefix(b.api.BaseURL, "http://")} // b's API unless --api says otherwise
 	run := func(args ...string) (string, int) {
 		var out, errb strings.Builder
 		code := realMain(context.Background(), args, strings.NewReader("from\nstdin"), &out, &errb, env)

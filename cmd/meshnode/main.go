@@ -11,9 +11,9 @@
 // --serve-signal HOST:PORT, or any PeerJS server will do.
 //
 // Every flag can also be set by an environment variable (--max-connections
-// is MESHNODE_MAX_CONNECTIONS) or a config file (--config PATH, JSON or
-// key = value lines), with the precedence flag > environment > file >
-// default. docs/CLUSTER.md has the details, the API reference and a worked
+// is MESHNODE_MAX_CONNECTIONS) or a JSON config file (--config PATH, read
+// with github.com/peterbourgon/ff), with the precedence flag > environment >
+// file > default. docs/CLUSTER.md has the details, the API reference and a worked
 // three-machine example.
 package main
 
@@ -44,8 +44,8 @@ Usage:
 
 Client flags: --api HOST:PORT (default 127.0.0.1:7070), --json, --config PATH;
 recv also takes --events. Every flag can be set as MESHNODE_<FLAG> in the
-environment (e.g. MESHNODE_API) or in the config file; a flag on the command
-line wins over the environment, which wins over the file.
+environment (e.g. MESHNODE_API) or in the JSON config file; a flag on the
+command line wins over the environment, which wins over the file.
 `
 
 func main() {
@@ -53,7 +53,7 @@ func main() {
 	// After the first signal the default behaviour returns: a second one
 	// ends a shutdown that hangs.
 	context.AfterFunc(ctx, stop)
-	code := realMain(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv)
+	code := realMain(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Environ())
 	stop()
 	os.Exit(code)
 }
@@ -66,8 +66,11 @@ const (
 )
 
 // realMain runs one subcommand and returns the exit code. ctx ends on
-// SIGINT or SIGTERM.
-func realMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+// SIGINT or SIGTERM; env is the environment, as os.Environ returns it.
+func realMain(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, env []string) int {
+	for _, w := range unknownEnv(env) {
+		fmt.Fprintf(stderr, "meshnode: warning: %s\n", w)
+	}
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitUsage
@@ -76,9 +79,9 @@ func realMain(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	var err error
 	switch cmd {
 	case "run":
-		err = cmdRun(ctx, rest, stderr, getenv)
+		err = cmdRun(ctx, rest, stderr, env)
 	case "status", "topology", "send", "broadcast", "recv", "connect":
-		err = cmdClient(ctx, cmd, rest, stdin, stdout, stderr, getenv)
+		err = cmdClient(ctx, cmd, rest, stdin, stdout, stderr, env)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
@@ -110,11 +113,11 @@ type usageError struct{ err error }
 func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
-func cmdRun(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) error {
+func cmdRun(ctx context.Context, args []string, stderr io.Writer, env []string) error {
 	fs := flag.NewFlagSet("meshnode run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var c runConfig
-	fs.String("config", "", "`PATH` of a config file (JSON, or key = value lines); keys are flag names")
+	fs.String("config", "", "`PATH` of a JSON config file: an object whose keys are flag names")
 	runFlags(fs, &c)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: meshnode run [flags]\n\nRuns a mesh node until SIGINT or SIGTERM, then leaves the mesh cleanly.\n"+
@@ -125,7 +128,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, getenv func(st
 			"default the node's UUID), and --listen, --advertise and --discover do not apply.\n\n")
 		fs.PrintDefaults()
 	}
-	pos, err := parseArgs(fs, args)
+	pos, err := loadConfig(fs, args, env, false)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -135,12 +138,16 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer, getenv func(st
 	if len(pos) > 0 {
 		return usageError{fmt.Errorf("unexpected argument %q", pos[0])}
 	}
-	if err := applySources(fs, getenv); err != nil {
-		return usageError{err}
-	}
 	c.noteGiven(fs)
 	if err := c.validate(); err != nil {
 		return usageError{err}
 	}
-	return runDaemon(ctx, &c, daemonDeps{listen: listenTransport, logOut: stderr})
+	if err := c.checkAddrs(); err != nil {
+		return usageError{err}
+	}
+	deps := daemonDeps{listen: listenTransport, logOut: stderr}
+	if c.Transport != transportWebRTC {
+		deps.checkAddr = func(addr string) error { return checkHostPort(addr, false) }
+	}
+	return runDaemon(ctx, &c, deps)
 }

@@ -29,6 +29,8 @@ type daemonDeps struct {
 	// ready, if set, is called once the node and the API are up, with the
 	// API's bound address ("" when disabled).
 	ready func(n *node.Node, apiAddr string)
+	// checkAddr checks the addresses given to POST /v1/connect (nil: none).
+	checkAddr func(addr string) error
 }
 
 // Join back-off bounds: the first retry comes quickly (the seed may be
@@ -66,11 +68,12 @@ func runDaemon(ctx context.Context, c *runConfig, deps daemonDeps) error {
 			id = uuid.New()
 		}
 		spec.addr, spec.signal, spec.ice = c.PeerID, c.Signal, c.ice
+		spec.key, spec.servers = c.SignalKey, c.iceServers
 		if spec.addr == "" {
 			spec.addr = id.String()
 		}
 		if c.ServeSignal != "" {
-			sig, err := rtcsetup.Serve(c.ServeSignal, log.With("component", "signal"))
+			sig, err := rtcsetup.ServeKey(c.ServeSignal, c.SignalKey, log.With("component", "signal"))
 			if err != nil {
 				return fmt.Errorf("--serve-signal: %w", err)
 			}
@@ -111,7 +114,7 @@ func runDaemon(ctx context.Context, c *runConfig, deps daemonDeps) error {
 	log.Info("node started", "epoch", n.Epoch(), "addrs", n.Addrs(), "transport", spec.transport, "listen", where)
 
 	d := &daemon{cfg: c, n: n, log: log, kick: make(chan struct{}, 1)}
-	api := meshapi.New(n, meshapi.Options{Logger: log.With("component", "api"), OnEvent: d.onEvent, AllowedHosts: c.APIAllowHost})
+	api := meshapi.New(n, meshapi.Options{Logger: log.With("component", "api"), OnEvent: d.onEvent, AllowedHosts: c.APIAllowHost, CheckAddr: deps.checkAddr})
 	reg := ops.NewRegistry()
 	d.metrics = newDaemonMetrics(reg, n, api)
 	d.probes = &probes{n: n, joining: len(c.Join) > 0 || c.Discover}

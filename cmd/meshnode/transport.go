@@ -6,6 +6,8 @@ import (
 	"net"
 	"slices"
 
+	pionwebrtc "github.com/pion/webrtc/v4"
+
 	"github.com/distrirender/distrirender/internal/rtcsetup"
 	"github.com/distrirender/distrirender/transport"
 	"github.com/distrirender/distrirender/transport/quic"
@@ -17,7 +19,9 @@ type listenSpec struct {
 	transport string            // transportQUIC or transportWebRTC
 	addr      string            // quic: the HOST:PORT to listen on; webrtc: the peer ID
 	signal    string            // webrtc: the signalling server's URL
+	key       string            // webrtc: the signalling server's API key ("": the default)
 	ice       func(net.IP) bool // webrtc: the addresses ICE may use
+	servers   []pionwebrtc.ICEServer
 }
 
 // listenFunc opens the node's transport. The daemon uses listenTransport;
@@ -38,7 +42,7 @@ func listenTransport(ctx context.Context, s listenSpec, log *slog.Logger) (trans
 		tlog = slog.New(rtcsetup.QuietPion(log.Handler()))
 	}
 	// A daemon waits for its signalling server as it waits for its seeds.
-	return rtcsetup.Open(ctx, webrtc.Config{Server: s.signal, ID: s.addr, IPFilter: s.ice, Logger: tlog}, 0, log)
+	return rtcsetup.Open(ctx, webrtc.Config{Server: s.signal, Key: s.key, ID: s.addr, IPFilter: s.ice, ICEServers: s.servers, Logger: tlog}, 0, log)
 }
 
 // advertising overrides the addresses a transport reports, and so the ones

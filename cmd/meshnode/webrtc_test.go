@@ -42,7 +42,7 @@ func goRun(t *testing.T, name string, env map[string]string, args ...string) *ru
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &runProc{log: lw, cancel: cancel, done: make(chan int, 1)}
 	args = append([]string{"run", "--api", "127.0.0.1:0", "--shutdown-timeout", "1s"}, args...)
-	go func() { p.done <- realMain(ctx, args, nil, lw, lw, func(k string) string { return env[k] }) }()
+	go func() { p.done <- realMain(ctx, args, nil, lw, lw, environ(env)) }()
 	t.Cleanup(func() {
 		cancel()
 		select {

@@ -109,6 +109,10 @@ type Options struct {
 	// OnEvent, if set, is called by Run for every node event before it is
 	// fanned out (the daemon logs them here). It must not block.
 	OnEvent func(node.Event)
+	// CheckAddr, if set, checks the address of POST /v1/connect before the
+	// node dials it: an error answers 400 with it (a malformed address is
+	// the client's mistake, not a failure of the node it names).
+	CheckAddr func(addr string) error
 }
 
 func (o Options) withDefaults() Options {
@@ -466,6 +470,12 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request) {
 	if len(req.Addr) > message.MaxAddrLen || !utf8.ValidString(req.Addr) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("addr must be UTF-8 of at most %d bytes", message.MaxAddrLen))
 		return
+	}
+	if s.opt.CheckAddr != nil {
+		if err := s.opt.CheckAddr(req.Addr); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("addr %q: %v", req.Addr, err))
+			return
+		}
 	}
 	// Dialling a neighbour again would replace its edge for nothing.
 	nbs := s.n.Neighbors()

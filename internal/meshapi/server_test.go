@@ -106,7 +106,12 @@ func line(t *testing.T, size int, opt Options) []*apiNode {
 }
 
 func TestRequests(t *testing.T) {
-	nodes := line(t, 3, Options{SendTimeout: time.Second, ConnectTimeout: time.Second})
+	nodes := line(t, 3, Options{SendTimeout: time.Second, ConnectTimeout: time.Second, CheckAddr: func(addr string) error {
+		if strings.Contains(addr, " ") {
+			return errors.New("no spaces in addresses")
+		}
+		return nil
+	}})
 	a, c := nodes[0], nodes[2]
 	big := strings.Repeat("x", testMaxBody+1)
 	cases := []struct {
@@ -145,6 +150,7 @@ func TestRequests(t *testing.T) {
 		{"connect no addr", "POST", "/v1/connect", "", `{}`, 400, "addr is required"},
 		{"connect bad addr", "POST", "/v1/connect", "", `{"addr":"` + strings.Repeat("a", 256) + `"}`, 400, "at most 255 bytes"},
 		{"connect unreachable", "POST", "/v1/connect", "", `{"addr":"nowhere:1"}`, 502, "unreachable"},
+		{"connect malformed addr", "POST", "/v1/connect", "", `{"addr":"no where"}`, 400, "no spaces in addresses"},
 		{"status wrong method", "POST", "/v1/status", "", "", 405, "not allowed"},
 		{"send wrong method", "GET", "/v1/send", "", "", 405, "not allowed"},
 		{"unknown path", "GET", "/v1/nope", "", "", 404, "no such endpoint"},

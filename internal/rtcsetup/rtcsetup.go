@@ -17,6 +17,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pion/stun/v3"
+	pionwebrtc "github.com/pion/webrtc/v4"
+
 	"github.com/distrirender/distrirender/transport/webrtc"
 )
 
@@ -33,9 +36,16 @@ type Server struct {
 	done chan struct{} // closed when hs.Serve has returned
 }
 
-// Serve serves a signalling server on the TCP address addr.
+// Serve serves a signalling server on the TCP address addr, with the
+// default API key.
 func Serve(addr string, log *slog.Logger) (*Server, error) {
-	sig, err := webrtc.NewSignalServer(webrtc.SignalConfig{Logger: log})
+	return ServeKey(addr, "", log)
+}
+
+// ServeKey serves a signalling server on the TCP address addr whose clients
+// must give the API key key ("" means webrtc.DefaultKey, "peerjs").
+func ServeKey(addr, key string, log *slog.Logger) (*Server, error) {
+	sig, err := webrtc.NewSignalServer(webrtc.SignalConfig{Key: key, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -214,4 +224,45 @@ func (h quietPion) WithAttrs(as []slog.Attr) slog.Handler {
 
 func (h quietPion) WithGroup(name string) slog.Handler {
 	return quietPion{h.Handler.WithGroup(name), h.pion}
+}
+
+// ICEServers turns the --stun and --turn URLs, and the TURN servers'
+// username and password, into the transport's ICE servers (Config.ICEServers).
+// A --stun URL must have the scheme stun or stuns and a --turn URL turn or
+// turns (stun:stun.example.org:3478, turn:turn.example.org:3478?transport=udp);
+// a TURN server needs the username and password.
+func ICEServers(stunURLs, turnURLs []string, user, password string) ([]pionwebrtc.ICEServer, error) {
+	var out []pionwebrtc.ICEServer
+	for _, u := range stunURLs {
+		if err := checkICEURL("--stun", u, stun.SchemeTypeSTUN, stun.SchemeTypeSTUNS, "stun:stun.example.org:3478"); err != nil {
+			return nil, err
+		}
+		out = append(out, pionwebrtc.ICEServer{URLs: []string{u}})
+	}
+	for _, u := range turnURLs {
+		if err := checkICEURL("--turn", u, stun.SchemeTypeTURN, stun.SchemeTypeTURNS, "turn:turn.example.org:3478?transport=udp"); err != nil {
+			return nil, err
+		}
+		if user == "" || password == "" {
+			return nil, fmt.Errorf("--turn %q: a TURN server needs --turn-user and --turn-password", u)
+		}
+		out = append(out, pionwebrtc.ICEServer{URLs: []string{u}, Username: user, Credential: password})
+	}
+	if len(turnURLs) == 0 && (user != "" || password != "") {
+		return nil, errors.New("--turn-user and --turn-password are for --turn")
+	}
+	return out, nil
+}
+
+// checkICEURL checks that u, given to flag, parses as an ICE server URL of
+// one of two schemes.
+func checkICEURL(flag, u string, plain, secure stun.SchemeType, example string) error {
+	uri, err := stun.ParseURI(u)
+	if err != nil {
+		return fmt.Errorf("%s %q: %w", flag, u, err)
+	}
+	if uri.Scheme != plain && uri.Scheme != secure {
+		return fmt.Errorf("%s %q: want a %s: or %s: URL, such as %s", flag, u, plain, secure, example)
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package rtcsetup
 
 import (
 	"net"
+	"strings"
 	"testing"
 )
 
@@ -75,5 +76,44 @@ func TestSignalURL(t *testing.T) {
 	}
 	if ClusterICE(net.ParseIP("0.0.0.0")) || ClusterICE(net.ParseIP("fe80::1")) || !ClusterICE(net.ParseIP("192.168.1.2")) {
 		t.Error("ClusterICE: want every address but unspecified, multicast and link-local")
+	}
+}
+
+func TestICEServers(t *testing.T) {
+	cases := []struct {
+		name           string
+		stun, turn     []string
+		user, password string
+		servers        int
+		wantErr        string
+	}{
+		{name: "none"},
+		{name: "stun", stun: []string{"stun:stun.example.org:3478", "stuns:stun.example.org"}, servers: 2},
+		{name: "turn", turn: []string{"turn:turn.example.org:3478?transport=udp"}, user: "u", password: "p", servers: 1},
+		{name: "turn without credentials", turn: []string{"turn:turn.example.org"}, wantErr: "--turn-user"},
+		{name: "credentials without turn", user: "u", password: "p", wantErr: "are for --turn"},
+		{name: "turn URL as stun", stun: []string{"turn:turn.example.org"}, wantErr: "want a stun"},
+		{name: "stun URL as turn", turn: []string{"stun:stun.example.org"}, user: "u", password: "p", wantErr: "want a turn"},
+		{name: "http URL", stun: []string{"http://stun.example.org"}, wantErr: "--stun"},
+		{name: "no host", stun: []string{"stun:"}, wantErr: "--stun"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := ICEServers(c.stun, c.turn, c.user, c.password)
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, c.wantErr)
+				}
+				return
+			}
+			if err != nil || len(got) != c.servers {
+				t.Fatalf("%d servers, %v; want %d", len(got), err, c.servers)
+			}
+			for _, s := range got {
+				if strings.HasPrefix(s.URLs[0], "turn") && (s.Username != c.user || s.Credential != c.password) {
+					t.Errorf("TURN server %+v lacks its credentials", s)
+				}
+			}
+		})
 	}
 }
