@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -130,19 +129,25 @@ func (m *Measurement) value() float64 {
 	return 0
 }
 
-// unit is what runs as one piece: a path (built once, then its workloads in
-// random order), a failover or a join.
-type unit struct {
-	transport string
-	layer     string
-	hops      int
-	window    int
-	workload  string // wThroughput for a path: its throughput, latency and setup cells
+// layerSpec is a layer of a block: raw, edge, or mesh with a window.
+type layerSpec struct {
+	layer  string
+	window int
 }
 
-// cells lists the cells a unit measures, given the run's sizes.
-func (u unit) cells(sizes []int) []Cell {
-	base := Cell{Transport: u.transport, Layer: u.layer, Hops: u.hops, Window: u.window}
+// unit is what runs as one piece: a block (the paths of every layer of one
+// transport at one path length, built together, then each workload run on
+// every layer back to back in random order), a failover or a join.
+type unit struct {
+	transport string
+	hops      int
+	workload  string      // wThroughput for a block: its throughput, latency and setup cells
+	layers    []layerSpec // of a block; the one of a failover or join
+}
+
+// cells lists the cells of one layer of a unit, given the run's sizes.
+func (u unit) cells(l layerSpec, sizes []int) []Cell {
+	base := Cell{Transport: u.transport, Layer: l.layer, Hops: u.hops, Window: l.window}
 	if u.workload != wThroughput {
 		base.Workload = u.workload
 		return []Cell{base}
@@ -167,19 +172,16 @@ func (u unit) cells(sizes []int) []Cell {
 // units lists one repetition's units, in the order tables list them.
 func (cfg *config) units() []unit {
 	def := reliability.Config{}.WithDefaults().Window
+	layers := []layerSpec{{layerRaw, 0}, {layerEdge, 0}, {layerMesh, def}, {layerMesh, cfg.bigWindow}}
 	var out []unit
 	for _, t := range cfg.transports {
 		for _, hops := range []int{1, 3} {
-			out = append(out,
-				unit{transport: t, layer: layerRaw, hops: hops, workload: wThroughput},
-				unit{transport: t, layer: layerEdge, hops: hops, workload: wThroughput},
-				unit{transport: t, layer: layerMesh, hops: hops, window: def, workload: wThroughput},
-				unit{transport: t, layer: layerMesh, hops: hops, window: cfg.bigWindow, workload: wThroughput})
+			out = append(out, unit{transport: t, hops: hops, workload: wThroughput, layers: layers})
 		}
-		out = append(out, unit{transport: t, layer: layerMesh, hops: 3, window: def, workload: wFailover})
+		out = append(out, unit{transport: t, hops: 3, workload: wFailover, layers: []layerSpec{{layerMesh, def}}})
 	}
 	if slices.Contains(cfg.transports, tMemory) && cfg.joinNodes > 1 {
-		out = append(out, unit{transport: tMemory, layer: layerMesh, window: def, workload: wJoin})
+		out = append(out, unit{transport: tMemory, workload: wJoin, layers: []layerSpec{{layerMesh, def}}})
 	}
 	return out
 }
@@ -188,20 +190,21 @@ func (cfg *config) units() []unit {
 func (cfg *config) plannedCells() []Cell {
 	var out []Cell
 	for _, u := range cfg.units() {
-		out = append(out, u.cells(cfg.sizes)...)
+		for _, l := range u.layers {
+			out = append(out, u.cells(l, cfg.sizes)...)
+		}
 	}
 	return out
 }
 
 // bench runs the measurements and keeps them.
 type bench struct {
-	cfg      *config
-	ts       *transports
-	rng      *rand.Rand
-	prog     *progress
-	results  []Measurement
-	rep      int
-	buildErr int // paths that could not be built
+	cfg     *config
+	ts      *transports
+	rng     *rand.Rand
+	prog    *progress
+	results []Measurement
+	rep     int
 }
 
 // run runs every repetition, each in a fresh random order.
@@ -214,7 +217,14 @@ func (b *bench) run(ctx context.Context) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			b.runUnit(ctx, u)
+			switch u.workload {
+			case wFailover:
+				b.runFailover(ctx, u.cells(u.layers[0], nil)[0])
+			case wJoin:
+				b.runJoin(ctx, u.cells(u.layers[0], nil)[0])
+			default:
+				b.runBlock(ctx, u)
+			}
 		}
 	}
 	return nil
@@ -242,66 +252,107 @@ func (b *bench) fail(cells []Cell, err error) {
 	}
 }
 
-// runUnit runs one unit; a failure is recorded in the cells it leaves
-// unmeasured.
-func (b *bench) runUnit(ctx context.Context, u unit) {
-	cells := u.cells(b.cfg.sizes)
-	switch u.workload {
-	case wFailover:
-		b.runFailover(ctx, cells[0])
-		return
-	case wJoin:
-		b.runJoin(ctx, cells[0])
-		return
-	}
-	bctx, cancel := context.WithTimeout(ctx, b.cfg.timeout)
+// buildPath makes the path of one layer of a block and echoes a first
+// message through it.
+func (b *bench) buildPath(ctx context.Context, u unit, l layerSpec) (*path, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.timeout)
 	defer cancel()
-	t0 := time.Now()
 	var p *path
 	var err error
-	switch u.layer {
+	switch l.layer {
 	case layerRaw:
-		p, err = chainPath(bctx, u.hops, func(ctx context.Context) (*link, error) { return b.ts.rawLink(ctx, u.transport) })
+		p, err = chainPath(ctx, u.hops, func(ctx context.Context) (*link, error) { return b.ts.rawLink(ctx, u.transport) })
 	case layerEdge:
-		p, err = chainPath(bctx, u.hops, func(ctx context.Context) (*link, error) { return b.ts.edgeLink(ctx, u.transport) })
+		p, err = chainPath(ctx, u.hops, func(ctx context.Context) (*link, error) { return b.ts.edgeLink(ctx, u.transport) })
 	default:
-		p, err = b.ts.meshPath(bctx, u.transport, u.hops, u.window)
-	}
-	if err == nil {
-		err = p.firstEcho(bctx)
-		if err != nil {
-			p.close()
-		}
+		p, err = b.ts.meshPath(ctx, u.transport, u.hops, l.window)
 	}
 	if err != nil {
-		b.buildErr++
-		b.fail(cells, fmt.Errorf("building the path: %w", err))
-		return
+		return nil, fmt.Errorf("building the path: %w", err)
 	}
-	setup, built := time.Since(p.start), time.Since(t0)
-	defer p.close()
-	b.rng.Shuffle(len(cells), func(i, j int) { cells[i], cells[j] = cells[j], cells[i] })
-	for i, c := range cells {
-		m := b.begin(c)
-		m.PathMs = ms(built)
-		if err := b.measure(ctx, p, &m, setup); err != nil {
-			m.Err = err.Error()
-			b.record(m)
-			b.fail(cells[i+1:], errors.New("not measured: an earlier workload on the same path failed"))
-			return
+	if err := p.firstEcho(ctx); err != nil {
+		p.close()
+		return nil, fmt.Errorf("first echo: %w", err)
+	}
+	return p, nil
+}
+
+// runBlock runs a block: it builds the path of every layer (in random
+// order; the time until each echoed its first message is the setup cell),
+// then runs each workload (in random order) on every layer back to back (in
+// random order), so that a layer and the raw library it is divided by are
+// measured seconds apart. A path whose workload fails is closed, and its
+// remaining cells are recorded as failed.
+func (b *bench) runBlock(ctx context.Context, u unit) {
+	paths := map[layerSpec]*path{}
+	defer func() {
+		for _, p := range paths {
+			p.close()
 		}
-		b.record(m)
+	}()
+	built := map[layerSpec]time.Duration{}
+	order := slices.Clone(u.layers)
+	b.rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	done := map[Cell]bool{}
+	failed := map[layerSpec]error{}
+	for _, l := range order {
+		t0 := time.Now()
+		p, err := b.buildPath(ctx, u, l)
+		if err != nil {
+			failed[l] = err // its cells are recorded as failed below
+			continue
+		}
+		paths[l], built[l] = p, time.Since(t0)
+		if u.hops == 1 {
+			c := u.cells(l, nil)
+			m := b.begin(c[len(c)-1]) // the setup cell
+			m.SetupMs, m.PathMs = ms(time.Since(p.start)), ms(built[l])
+			b.record(m)
+			done[m.Cell] = true
+		}
+	}
+	type group struct {
+		workload string
+		size     int
+	}
+	var groups []group
+	for _, s := range b.cfg.sizes {
+		groups = append(groups, group{wThroughput, s})
+	}
+	groups = append(groups, group{wLatency, latencySize})
+	b.rng.Shuffle(len(groups), func(i, j int) { groups[i], groups[j] = groups[j], groups[i] })
+	for _, g := range groups {
+		b.rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		for _, l := range order {
+			p := paths[l]
+			if p == nil {
+				continue
+			}
+			m := b.begin(Cell{Transport: u.transport, Layer: l.layer, Hops: u.hops, Window: l.window, Workload: g.workload, Size: g.size})
+			m.PathMs = ms(built[l])
+			if err := b.measure(ctx, p, &m); err != nil {
+				m.Err = err.Error()
+				p.close()
+				delete(paths, l)
+				failed[l] = fmt.Errorf("an earlier workload on the same path failed: %w", err)
+			}
+			b.record(m)
+			done[m.Cell] = true
+		}
+	}
+	for _, l := range u.layers {
+		if err := failed[l]; err != nil {
+			left := slices.DeleteFunc(u.cells(l, b.cfg.sizes), func(c Cell) bool { return done[c] })
+			b.fail(left, fmt.Errorf("not measured: %w", err))
+		}
 	}
 }
 
 // measure runs the workload of m.Cell on p and fills m in.
-func (b *bench) measure(ctx context.Context, p *path, m *Measurement, setup time.Duration) error {
+func (b *bench) measure(ctx context.Context, p *path, m *Measurement) error {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.timeout)
 	defer cancel()
 	switch m.Workload {
-	case wSetup:
-		m.SetupMs = ms(setup)
-		return nil
 	case wLatency:
 		rtts, err := p.pingPong(ctx, b.cfg.latDur, b.cfg.limit)
 		if err != nil {

@@ -169,7 +169,7 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	}
 	cfg.latDur = cfg.dur / 2
 	cfg.limit = 2_000_000
-	cfg.failPre, cfg.failPost = max(100*time.Millisecond, cfg.dur/2), max(200*time.Millisecond, cfg.dur)
+	cfg.failPre, cfg.failPost = max(50*time.Millisecond, cfg.dur/2), max(100*time.Millisecond, cfg.dur)
 	cfg.failLimit = 1_000_000
 	cfg.timeout = 30*time.Second + 10*cfg.dur
 	if cfg.seed == 0 {
