@@ -354,9 +354,15 @@ func (b *bench) measure(ctx context.Context, p *path, m *Measurement) error {
 	defer cancel()
 	switch m.Workload {
 	case wLatency:
+		retx0, dropped0 := p.counters()
 		rtts, err := p.pingPong(ctx, b.cfg.latDur, b.cfg.limit)
 		if err != nil {
 			return err
+		}
+		retx, dropped := p.counters()
+		if n := 2 * len(rtts); n > 0 { // a request and a response each
+			m.RetxPer1k = 1000 * float64(retx-retx0) / float64(n)
+			m.DropsPer1k = 1000 * float64(dropped-dropped0) / float64(n)
 		}
 		slices.Sort(rtts)
 		m.RoundTrips = len(rtts)

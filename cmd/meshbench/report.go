@@ -277,8 +277,8 @@ func writeMarkdown(w io.Writer, r *Report) {
 			spreadNum(s.Value), num(s.MBPerSec), num(s.CPUNsPerMsg/1e3), num(s.AllocsPerMsg), ratio, retx, drops)
 	}
 
-	fmt.Fprintf(w, "\n### Latency (64 B request and response) and connection setup\n\nRound trips one at a time; setup is Dial (raw, edge) or Connect (mesh) until the first message came back, at 1 hop.\n\n")
-	fmt.Fprintf(w, "| transport | layer | hops | p50 µs (range) | p99 µs | setup ms (range) |\n|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "\n### Latency (64 B request and response) and connection setup\n\nRound trips one at a time (retx: end-to-end retransmissions per 1000 messages, requests and responses); setup is Dial (raw, edge) or Connect (mesh) until the first message came back, at 1 hop.\n\n")
+	fmt.Fprintf(w, "| transport | layer | hops | p50 µs (range) | p99 µs | retx/1k | setup ms (range) |\n|---|---|---|---|---|---|---|\n")
 	setups := map[Cell]Summary{}
 	for _, s := range r.Summaries {
 		if s.Workload == wSetup {
@@ -299,10 +299,14 @@ func writeMarkdown(w io.Writer, r *Report) {
 			}
 		}
 		if f := failedCell(s); f != "" {
-			fmt.Fprintf(w, "| %s | %s | %d | %s | | %s |\n", s.Transport, s.Label(), s.Hops, f, setup)
+			fmt.Fprintf(w, "| %s | %s | %d | %s | | | %s |\n", s.Transport, s.Label(), s.Hops, f, setup)
 			continue
 		}
-		fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %s |\n", s.Transport, s.Label(), s.Hops, spreadNum(s.Value), num(s.P99Us), setup)
+		retx := ""
+		if s.Layer == layerMesh {
+			retx = num(s.RetxPer1k)
+		}
+		fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %s | %s |\n", s.Transport, s.Label(), s.Hops, spreadNum(s.Value), num(s.P99Us), retx, setup)
 	}
 
 	fmt.Fprintf(w, "\n### Failover\n\nA stream of 64 B messages from node 0 to node 3 over two 3-hop paths (0-1-2-3, 0-4-2-3, default window); the transport of node 0's next hop is closed under its node (no goodbye). Gap: from the close until a message sent after it arrived. Lost, duplicated, reordered must be 0.\n\n")
