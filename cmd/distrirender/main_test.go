@@ -79,6 +79,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"render", "--join", "127.0.0.1:1", "--workers", "2"}, "--workers is for the embedded mesh"},
 		{[]string{"render", "--join", "x", "--transport", "memory"}, "memory transport"},
 		{[]string{"render", "--progress", "maybe"}, "--progress"},
+		{[]string{"render", "--out", "/nonexistent/frame.png"}, "--out: cannot write frame.png in /nonexistent: no such file or directory"},
+		{[]string{"render", "--out", "/"}, "is a directory"},
+		{[]string{"render", "--join-timeout", "0s"}, "--join-timeout"},
 		{[]string{"render", "--slots", "65"}, "--slots"},
 		{[]string{"worker", "--transport", "memory"}, "memory transport"},
 		{[]string{"worker", "--join", "/ip4/127.0.0.1/tcp/1"}, "multiaddr"},
@@ -188,6 +191,10 @@ func TestClusterOverQUIC(t *testing.T) {
 	if got := readPNG(t, path); !bytes.Equal(got.Pix, want(t).Pix) {
 		t.Fatal("the cluster's frame differs from a single-node render")
 	}
+	checkDir(t, filepath.Dir(path), "frame.png") // no temporary file left
+	if !strings.Contains(out.String(), "slot time per tile") {
+		t.Errorf("the report does not name its columns:\n%s", out.String())
+	}
 	// The first worker's metrics: the tiles it rendered, its neighbours.
 	metrics := regexp.MustCompile(`metrics on (http://\S+)/metrics`).FindStringSubmatch(werr.String())
 	if metrics == nil {
@@ -273,9 +280,78 @@ func TestInterruptedRender(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	var out, errb bytes.Buffer
-	args := append([]string{"render", "--transport", "memory", "--out", filepath.Join(t.TempDir(), "x.png")}, small...)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "x.png")
+	if err := os.WriteFile(path, []byte("the old frame"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"render", "--transport", "memory", "--out", path}, small...)
 	if code := run(ctx, args, &out, &errb); code != exitInterrupted {
 		t.Fatalf("exit %d, want %d; stderr %q", code, exitInterrupted, errb.String())
+	}
+	// The old file is untouched, and no temporary file is left.
+	checkDir(t, dir, "x.png")
+	if b, err := os.ReadFile(path); err != nil || string(b) != "the old frame" {
+		t.Errorf("the old frame was overwritten: %q, %v", b, err)
+	}
+}
+
+// checkDir fails the test unless dir holds exactly the files names.
+func checkDir(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range ents {
+		got = append(got, e.Name())
+	}
+	if strings.Join(got, " ") != strings.Join(names, " ") {
+		t.Errorf("%s holds %q, want %q", dir, got, names)
+	}
+}
+
+// TestJoinDeadAddress checks that render --join to an address where no
+// node answers fails within its --join-timeout, saying why.
+func TestJoinDeadAddress(t *testing.T) {
+	// A UDP port that was free a moment ago: nothing answers QUIC there.
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := pc.LocalAddr().String()
+	pc.Close()
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	start := time.Now()
+	args := append([]string{"render", "--join", dead, "--listen", "127.0.0.1:0", "--join-timeout", "1s", "--out", filepath.Join(dir, "f.png")}, small...)
+	if code := run(context.Background(), args, &out, &errb); code != 1 {
+		t.Fatalf("exit %d, want 1; stderr %q", code, errb.String())
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Errorf("took %v to give up, with --join-timeout 1s", el)
+	}
+	if !strings.Contains(errb.String(), "no node at "+dead+" accepted within 1s; is a distrirender worker running there?") {
+		t.Errorf("stderr %q", errb.String())
+	}
+	checkDir(t, dir)
+}
+
+func TestProgressLine(t *testing.T) {
+	cases := []struct {
+		p    render.Progress
+		want string
+	}{
+		{render.Progress{Done: 0, Total: 10, Workers: 0}, "[..........]   0% 0/10 tiles  -- tiles/s  ETA --  elapsed 0s  waiting for workers"},
+		{render.Progress{Done: 5, Total: 10, Workers: 3, Elapsed: 2 * time.Second}, "[#####.....]  50% 5/10 tiles  2.5 tiles/s  ETA 2s  elapsed 2s  3 workers"},
+		{render.Progress{Done: 1, Total: 4, Workers: 1, Elapsed: 10 * time.Second}, "[##........]  25% 1/4 tiles  0.1 tiles/s  ETA 30s  elapsed 10s  1 workers"},
+		{render.Progress{Done: 4, Total: 4, Workers: 0, Elapsed: 1500 * time.Millisecond}, "[##########] 100% 4/4 tiles  2.7 tiles/s  ETA 0s  elapsed 1.5s  0 workers"},
+	}
+	for _, c := range cases {
+		if got := progressLine(c.p, 10); got != c.want {
+			t.Errorf("progressLine(%+v)\n got %q\nwant %q", c.p, got, c.want)
+		}
 	}
 }
 

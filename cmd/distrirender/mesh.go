@@ -274,7 +274,7 @@ func join(ctx context.Context, n *node.Node, addr string, patience time.Duration
 		case <-ctx.Done():
 			t.Stop()
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return fmt.Errorf("could not join %s: %w", addr, err)
+				return fmt.Errorf("could not join the cluster: no node at %s accepted within %v; is a distrirender worker running there? (last attempt: %w)", addr, patience, err)
 			}
 			return ctx.Err()
 		case <-t.C:

@@ -45,14 +45,7 @@ func (b *progressBar) update(p render.Progress) {
 		return
 	}
 	b.last = now
-	fill := p.Done * b.width / p.Total
-	state := fmt.Sprintf("%d workers", p.Workers)
-	if p.Workers == 0 && p.Done < p.Total {
-		state = "waiting for workers"
-	}
-	fmt.Fprintf(b.w, "\r[%s%s] %3d%% %d/%d tiles  %s  %s ",
-		strings.Repeat("#", fill), strings.Repeat(".", b.width-fill),
-		p.Done*100/p.Total, p.Done, p.Total, p.Elapsed.Round(100*time.Millisecond), state)
+	fmt.Fprintf(b.w, "\r%s ", progressLine(p, b.width))
 	b.drawn = true
 }
 
@@ -62,4 +55,25 @@ func (b *progressBar) finish() {
 		fmt.Fprintln(b.w)
 		b.drawn = false
 	}
+}
+
+// progressLine is the bar's text for p: the bar, the tiles done, the rate
+// so far and the time left at that rate, the time since the start and the
+// workers.
+func progressLine(p render.Progress, width int) string {
+	fill := p.Done * width / p.Total
+	state := fmt.Sprintf("%d workers", p.Workers)
+	if p.Workers == 0 && p.Done < p.Total {
+		state = "waiting for workers"
+	}
+	rate, eta := "-- tiles/s", "ETA --"
+	if secs := p.Elapsed.Seconds(); p.Done > 0 && secs > 0 {
+		r := float64(p.Done) / secs
+		rate = fmt.Sprintf("%.1f tiles/s", r)
+		left := time.Duration(float64(p.Total-p.Done) / r * float64(time.Second))
+		eta = "ETA " + left.Round(time.Second).String()
+	}
+	return fmt.Sprintf("[%s%s] %3d%% %d/%d tiles  %s  %s  elapsed %s  %s",
+		strings.Repeat("#", fill), strings.Repeat(".", width-fill),
+		p.Done*100/p.Total, p.Done, p.Total, rate, eta, p.Elapsed.Round(100*time.Millisecond), state)
 }

@@ -2,13 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
-	"image"
 	"image/png"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -32,6 +34,10 @@ const (
 	defaultTile    = 32
 	defaultWorkers = 3
 	maxWorkers     = 64
+	// defaultJoinTimeout bounds joining a cluster: a live node on a LAN
+	// answers within milliseconds, and a dead address should not keep the
+	// user waiting long.
+	defaultJoinTimeout = 5 * time.Second
 )
 
 type renderOpts struct {
@@ -41,6 +47,8 @@ type renderOpts struct {
 	workers    int
 	localSlots int
 	progress   string
+	// joinTimeout bounds joining a cluster through --join.
+	joinTimeout time.Duration
 }
 
 func cmdRender(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -59,6 +67,7 @@ func cmdRender(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.IntVar(&o.workers, "workers", defaultWorkers, "worker nodes of the embedded mesh, besides the coordinator")
 	fs.IntVar(&o.localSlots, "local-slots", 0, "tiles the coordinator's own node renders at once besides handing them out (0: it only coordinates)")
 	fs.StringVar(&o.progress, "progress", "auto", "progress bar on stderr: auto (if it is a terminal), on or off")
+	fs.DurationVar(&o.joinTimeout, "join-timeout", defaultJoinTimeout, "how long to try joining the cluster through --join before giving up")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -92,10 +101,22 @@ func cmdRender(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	default:
 		return usagef("--progress %q: want auto, on or off", o.progress)
 	}
-	if embedded {
-		return o.embedded(ctx, stdout, stderr)
+	if o.joinTimeout <= 0 {
+		return usagef("--join-timeout %v: want a positive duration", o.joinTimeout)
 	}
-	return o.cluster(ctx, stdout, stderr)
+	// The output file is created (as a temporary beside it) before anything
+	// renders, so that a bad --out fails at once, not after the frame.
+	out, err := createAtomic(o.out)
+	if err != nil {
+		return usageError{error: fmt.Errorf("--out: %w", err)}
+	}
+	defer out.abort()
+	if embedded {
+		err = o.embedded(ctx, out, stdout, stderr)
+	} else {
+		err = o.cluster(ctx, out, stdout, stderr)
+	}
+	return err
 }
 
 func (o *renderOpts) bar(stderr io.Writer) *progressBar {
@@ -104,7 +125,7 @@ func (o *renderOpts) bar(stderr io.Writer) *progressBar {
 
 // embedded renders on a mesh of o.workers+1 nodes in this process: a
 // coordinator, and workers that each join it.
-func (o *renderOpts) embedded(ctx context.Context, stdout, stderr io.Writer) error {
+func (o *renderOpts) embedded(ctx context.Context, out *atomicFile, stdout, stderr io.Writer) error {
 	log := newLogger(stderr, o.verbose, slog.LevelWarn)
 	spec := nodeSpec{kind: o.transport}
 	switch o.transport {
@@ -162,12 +183,12 @@ func (o *renderOpts) embedded(ctx context.Context, stdout, stderr io.Writer) err
 		wg.Go(func() { _ = w.Run(wctx) })
 	}
 	fmt.Fprintf(stderr, "embedded mesh: a coordinator and %d workers over %s\n", o.workers, o.transport)
-	return o.coordinate(ctx, coord, names, log, stdout, stderr)
+	return o.coordinate(ctx, coord, names, log, out, stdout, stderr)
 }
 
 // cluster joins a LAN cluster (or waits for workers to join) and coordinates
 // the render.
-func (o *renderOpts) cluster(ctx context.Context, stdout, stderr io.Writer) error {
+func (o *renderOpts) cluster(ctx context.Context, out *atomicFile, stdout, stderr io.Writer) error {
 	log := newLogger(stderr, o.verbose, slog.LevelWarn)
 	spec, stopSignal, err := o.clusterSpec(stderr, log)
 	if err != nil {
@@ -182,7 +203,7 @@ func (o *renderOpts) cluster(ctx context.Context, stdout, stderr io.Writer) erro
 	defer n.Close()
 	fmt.Fprintf(stderr, "coordinator %s listening on %s\n", n.ID(), spec.describe(n))
 	if o.join != "" {
-		if err := join(ctx, n, o.join, 30*time.Second, log); err != nil {
+		if err := join(ctx, n, o.join, o.joinTimeout, log); err != nil {
 			return err
 		}
 		jctx, cancel := context.WithCancel(ctx)
@@ -199,11 +220,11 @@ func (o *renderOpts) cluster(ctx context.Context, stdout, stderr io.Writer) erro
 		}
 		fmt.Fprintf(stderr, "waiting for workers: distrirender worker --transport %s%s --join %s\n", o.transport, signal, n.Addrs()[0])
 	}
-	return o.coordinate(ctx, n, map[uuid.UUID]string{n.ID(): "coordinator"}, log, stdout, stderr)
+	return o.coordinate(ctx, n, map[uuid.UUID]string{n.ID(): "coordinator"}, log, out, stdout, stderr)
 }
 
 // coordinate runs the job on node n, writes the PNG and prints the report.
-func (o *renderOpts) coordinate(ctx context.Context, n *node.Node, names map[uuid.UUID]string, log *slog.Logger, stdout, stderr io.Writer) error {
+func (o *renderOpts) coordinate(ctx context.Context, n *node.Node, names map[uuid.UUID]string, log *slog.Logger, out *atomicFile, stdout, stderr io.Writer) error {
 	bar := o.bar(stderr)
 	c, err := render.NewCoordinator(n, render.CoordinatorConfig{Logger: log, LocalSlots: o.localSlots, Progress: bar.update})
 	if err != nil {
@@ -214,24 +235,67 @@ func (o *renderOpts) coordinate(ctx context.Context, n *node.Node, names map[uui
 	if err != nil {
 		return err
 	}
-	if err := writePNG(o.out, img); err != nil {
-		return err
+	if err := png.Encode(out.f, img); err != nil {
+		return fmt.Errorf("writing %s: %w", o.out, err)
+	}
+	if err := out.commit(); err != nil {
+		return fmt.Errorf("writing %s: %w", o.out, err)
 	}
 	printReport(stdout, rep, names, n.ID())
 	fmt.Fprintf(stdout, "wrote %s\n", o.out)
 	return nil
 }
 
-func writePNG(path string, img image.Image) error {
-	f, err := os.Create(path)
+// atomicFile is an output file written through a temporary file in the
+// same directory and renamed over the path at the end, so that the path
+// holds either the old file or the whole new one, never a part.
+type atomicFile struct {
+	path string
+	f    *os.File
+	done bool
+}
+
+// createAtomic creates the temporary file for path: it fails at once if the
+// directory does not exist or cannot be written.
+func createAtomic(path string) (*atomicFile, error) {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return nil, fmt.Errorf("%s is a directory", path)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, fmt.Errorf("cannot write %s in %s: %w", filepath.Base(path), filepath.Dir(path), err)
+	}
+	return &atomicFile{path: path, f: f}, nil
+}
+
+// commit syncs the temporary file and renames it to the path.
+func (a *atomicFile) commit() error {
+	if err := a.f.Sync(); err != nil {
 		return err
 	}
-	if err := png.Encode(f, img); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
+	if err := a.f.Close(); err != nil {
+		return err
 	}
-	return f.Close()
+	if err := os.Chmod(a.f.Name(), 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(a.f.Name(), a.path); err != nil {
+		return err
+	}
+	a.done = true
+	return nil
+}
+
+// abort removes the temporary file unless commit renamed it.
+func (a *atomicFile) abort() {
+	if !a.done {
+		a.f.Close()
+		os.Remove(a.f.Name())
+	}
 }
 
 func printReport(w io.Writer, rep render.Report, names map[uuid.UUID]string, self uuid.UUID) {
@@ -239,7 +303,7 @@ func printReport(w io.Writer, rep render.Report, names map[uuid.UUID]string, sel
 	fmt.Fprintf(w, "%dx%d, %d samples/pixel, depth %d, seed %d: %d tiles of %dx%d in %v\n",
 		j.Width, j.Height, j.Samples, j.Depth, j.Seed, rep.Tiles, j.TileSize, j.TileSize, rep.Elapsed.Round(time.Millisecond))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "node\tid\ttiles\tshare\trender time\tper tile\tnote\t")
+	fmt.Fprintln(tw, "node\tid\ttiles\tshare of tiles\tslot time\tslot time per tile\tnote\t")
 	for _, nr := range rep.Nodes {
 		name := names[nr.ID]
 		if name == "" {
@@ -266,6 +330,7 @@ func printReport(w io.Writer, rep render.Report, names map[uuid.UUID]string, sel
 			100*float64(nr.Tiles)/float64(max(rep.Tiles, 1)), nr.Render.Round(time.Millisecond), per.Round(100*time.Microsecond), strings.Join(note, ", "))
 	}
 	tw.Flush()
+	fmt.Fprintln(w, "slot time: the time the node's render slots spent on its tiles, summed over slots (it can exceed the wall time)")
 	if rep.Reassigned+rep.Speculative+rep.Duplicates+rep.Ignored > 0 {
 		fmt.Fprintf(w, "reassigned %d, speculative copies %d, duplicates %d, ignored messages %d\n", rep.Reassigned, rep.Speculative, rep.Duplicates, rep.Ignored)
 	}
