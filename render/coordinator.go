@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"image"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,11 +30,18 @@ const (
 	minTileTimeout = 5 * time.Second
 	// timeoutFactor times the slowest tile seen so far is the adaptive deadline.
 	timeoutFactor = 4
-	// checkInterval is how often deadlines are checked.
-	checkInterval = 100 * time.Millisecond
 	// sendTimeout bounds a Send to one worker; a worker whose stream stays
-	// full that long is treated as lost.
+	// full that long is treated as lost. Sends to a worker go through its
+	// own outbox goroutine, so a slow worker holds up nobody else.
 	sendTimeout = 5 * time.Second
+	// outboxSize bounds the messages waiting for one worker's outbox: its
+	// slots' assignments and a few job announcements. A worker that lets
+	// that many pile up is treated as lost.
+	outboxSize = 2 * MaxSlots
+	// sendFailures bounds the send failures waiting for the loop; beyond
+	// it they are dropped, and the tiles' deadlines hand the tiles out
+	// again instead.
+	sendFailures = 64
 	// maxWorkers bounds the workers a coordinator keeps state for.
 	maxWorkers = 4096
 	// announceRefresh is how often the job is announced again to the
@@ -199,102 +205,31 @@ func (c *Coordinator) Run(ctx context.Context, job Job) (*image.RGBA, Report, er
 		return nil, rep, err
 	}
 	r := &crun{
-		c:         c,
-		n:         c.n,
-		self:      c.n.ID(),
-		log:       c.log.With("job", fmt.Sprintf("%016x", job.ID)),
-		job:       job,
-		comp:      comp,
-		fp:        comp.fingerprint(),
-		img:       image.NewRGBA(image.Rect(0, 0, job.Width, job.Height)),
-		tiles:     make([]ctile, job.Tiles()),
-		workers:   make(map[uuid.UUID]*cworker),
-		announced: make(map[uuid.UUID]bool),
-		start:     time.Now(),
-		rep:       &rep,
+		c:          c,
+		n:          c.n,
+		self:       c.n.ID(),
+		log:        c.log.With("job", fmt.Sprintf("%016x", job.ID)),
+		job:        job,
+		comp:       comp,
+		fp:         comp.fingerprint(),
+		img:        image.NewRGBA(image.Rect(0, 0, job.Width, job.Height)),
+		sched:      newScheduler(job.Tiles(), c.cfg.TileTimeout),
+		announced:  make(map[uuid.UUID]bool),
+		outboxes:   make(map[uuid.UUID]chan []byte),
+		sendFailed: make(chan sendFailure, sendFailures),
+		sendTo:     c.n.Send,
+		start:      time.Now(),
+		rep:        &rep,
 	}
-	r.fresh = make([]int, len(r.tiles))
-	for i := range r.fresh {
-		r.fresh[i] = i
-	}
-	rep.Tiles = len(r.tiles)
+	rep.Tiles = job.Tiles()
 	err = r.run(ctx)
 	rep.Elapsed = time.Since(r.start)
-	rep.Nodes = r.nodeReports()
+	rep.Nodes = r.sched.nodeReports()
+	rep.Reassigned, rep.Speculative, rep.Duplicates = r.sched.reassigned, r.sched.speculative, r.sched.duplicates
 	if err != nil {
 		return nil, rep, err
 	}
 	return r.img, rep, nil
-}
-
-// slotState is what the coordinator knows about one slot of a worker.
-type slotState uint8
-
-const (
-	slotUnknown  slotState = iota // never asked, or forgotten when the worker was lost
-	slotWaiting                   // asked for a tile and has none
-	slotAssigned                  // was handed tile
-)
-
-type cslot struct {
-	state slotState
-	tile  int
-}
-
-type cworker struct {
-	id       uuid.UUID
-	local    bool
-	slots    [MaxSlots]cslot
-	tiles    int
-	render   time.Duration
-	wasted   int
-	lost     bool
-	declined string
-	heard    time.Time // last request or result
-}
-
-// active reports whether the worker has a slot waiting or rendering.
-func (w *cworker) active() bool {
-	if w.lost || w.declined != "" {
-		return false
-	}
-	for _, s := range w.slots {
-		if s.state != slotUnknown {
-			return true
-		}
-	}
-	return false
-}
-
-// assignee is one handing out of a tile.
-type assignee struct {
-	w        uuid.UUID
-	slot     int
-	at       time.Time
-	deadline time.Time
-	expired  bool
-}
-
-type ctile struct {
-	done      bool
-	queued    bool // in the retry queue
-	assignees []assignee
-}
-
-// live returns the number of assignees that have not missed their deadline.
-func (t *ctile) live() int {
-	n := 0
-	for _, a := range t.assignees {
-		if !a.expired {
-			n++
-		}
-	}
-	return n
-}
-
-type slotKey struct {
-	w    uuid.UUID
-	slot int
 }
 
 // localTile is a tile for the coordinator's own slots, and its result.
@@ -304,32 +239,39 @@ type localTile struct {
 	elapsed    time.Duration
 }
 
-// crun is the state of one Run, owned by its goroutine.
+// sendFailure is a message to a worker that its outbox could not send.
+type sendFailure struct {
+	w   uuid.UUID
+	err error
+}
+
+// crun is the state of one Run, owned by its goroutine: the I/O around the
+// pure scheduler (schedule.go).
 type crun struct {
-	c    *Coordinator
-	n    *node.Node
-	self uuid.UUID
-	log  *slog.Logger
-	job  Job
-	comp *compiled
-	fp   uint64
-	img  *image.RGBA
-	rep  *Report
+	c     *Coordinator
+	n     *node.Node
+	self  uuid.UUID
+	log   *slog.Logger
+	job   Job
+	comp  *compiled
+	fp    uint64
+	img   *image.RGBA
+	rep   *Report
+	sched *scheduler
 
-	tiles   []ctile
-	fresh   []int // tiles never handed out, in order
-	retry   []int // tiles to hand out again, first in first out
-	done    int
-	waiting []slotKey // slots that asked for a tile, oldest first
-
-	workers   map[uuid.UUID]*cworker
 	announced map[uuid.UUID]bool
 
-	start      time.Time
-	slowest    time.Duration // slowest tile so far, from assignment to result
-	latencySum time.Duration
-	latencyN   int
+	// outboxes holds one queue per worker, drained by its own goroutine
+	// (counted in wg), so that Send blocking on one worker's full window
+	// never holds up the loop; failures come back on sendFailed.
+	outboxes   map[uuid.UUID]chan []byte
+	sendFailed chan sendFailure
+	// sendTo is n.Send; tests replace it.
+	sendTo func(ctx context.Context, to uuid.UUID, body []byte) error
+	ctx    context.Context
+	wg     *sync.WaitGroup
 
+	start        time.Time
 	localWork    chan localTile
 	localResults chan localTile
 	lastRefresh  time.Time
@@ -342,38 +284,47 @@ func (r *crun) run(ctx context.Context) error {
 		cancel()
 		wg.Wait()
 	}()
+	r.ctx, r.wg = rctx, &wg
 	deliveries, recvErr := receive(rctx, r.n, &wg)
 
 	if k := r.c.cfg.LocalSlots; k > 0 {
 		r.localWork = make(chan localTile, k)
 		r.localResults = make(chan localTile, k)
-		w := r.worker(r.self)
-		w.local = true
-		for s := range k {
+		r.sched.addLocal(r.self, k)
+		for range k {
 			wg.Go(func() { r.localSlot(rctx) })
-			w.slots[s].state = slotWaiting
-			r.waiting = append(r.waiting, slotKey{r.self, s})
 		}
 	}
 
+	r.lastRefresh = r.start
 	r.progress()
 	r.refreshTopology()
-	r.dispatch()
-	tick := time.NewTicker(checkInterval)
-	defer tick.Stop()
-	for r.done < len(r.tiles) {
+	r.dispatch(time.Now())
+	// One timer, set to the next moment the scheduler or the announcements
+	// need the loop: nothing polls.
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for !r.sched.complete() {
+		timer.Reset(time.Until(r.nextWake()))
 		select {
 		case d := <-deliveries:
-			r.handle(d)
+			r.handle(d, time.Now())
 		case lt := <-r.localResults:
-			r.result(r.self, lt.slot, lt.tile, lt.pixels, lt.elapsed)
+			r.result(r.self, lt.slot, lt.tile, lt.pixels, lt.elapsed, time.Now())
 		case ev, ok := <-r.n.Events():
 			if !ok {
 				return fmt.Errorf("render: coordinator: %w", node.ErrClosed)
 			}
 			r.event(ev)
-		case now := <-tick.C:
-			r.expire(now)
+		case f := <-r.sendFailed:
+			delete(r.announced, f.w)
+			if r.sched.lose(f.w) {
+				r.log.Info("worker lost: send failed", "worker", f.w, "err", f.err)
+			}
+		case now := <-timer.C:
+			for _, m := range r.sched.expire(now) {
+				r.log.Info("tile deadline missed", "tile", m.tile, "worker", m.w)
+			}
 			if now.Sub(r.lastRefresh) >= announceRefresh {
 				r.lastRefresh = now
 				r.reannounce(now)
@@ -386,10 +337,20 @@ func (r *crun) run(ctx context.Context) error {
 			r.finish(doneCancelled)
 			return ctx.Err()
 		}
-		r.dispatch()
+		r.dispatch(time.Now())
 	}
 	r.finish(doneComplete)
 	return nil
+}
+
+// nextWake is when the loop must wake up if nothing arrives: the
+// scheduler's next deadline, or the next announcement refresh.
+func (r *crun) nextWake() time.Time {
+	at := r.lastRefresh.Add(announceRefresh)
+	if w, ok := r.sched.nextWake(time.Now()); ok && w.Before(at) {
+		at = w
+	}
+	return at
 }
 
 // receive pumps n's deliveries into a channel until ctx ends. The goroutine
@@ -436,16 +397,49 @@ func (r *crun) localSlot(ctx context.Context) {
 	}
 }
 
-func (r *crun) worker(id uuid.UUID) *cworker {
-	w := r.workers[id]
-	if w == nil {
-		if len(r.workers) >= maxWorkers {
-			return nil
-		}
-		w = &cworker{id: id}
-		r.workers[id] = w
+// send queues msg for worker to in its outbox, starting the outbox's
+// goroutine on first use. It never blocks: a worker whose outbox is full
+// is reported lost.
+func (r *crun) send(to uuid.UUID, msg []byte) {
+	box := r.outboxes[to]
+	if box == nil {
+		box = make(chan []byte, outboxSize)
+		r.outboxes[to] = box
+		r.wg.Go(func() { r.outbox(to, box) })
 	}
-	return w
+	select {
+	case box <- msg:
+	default:
+		r.failed(to, errors.New("render: the worker's outbox is full"))
+	}
+}
+
+// outbox sends the messages queued for worker to, in order, each within
+// sendTimeout, until the run ends.
+func (r *crun) outbox(to uuid.UUID, box <-chan []byte) {
+	for {
+		select {
+		case msg := <-box:
+			ctx, cancel := context.WithTimeout(r.ctx, sendTimeout)
+			err := r.sendTo(ctx, to, msg)
+			cancel()
+			if err != nil && r.ctx.Err() == nil {
+				r.failed(to, err)
+			}
+		case <-r.ctx.Done():
+			return
+		}
+	}
+}
+
+// failed reports a message to worker to that could not be sent. It never
+// blocks: when sendFailed is full the failure is dropped, and the deadlines
+// of the worker's tiles hand them out again.
+func (r *crun) failed(to uuid.UUID, err error) {
+	select {
+	case r.sendFailed <- sendFailure{w: to, err: err}:
+	default:
+	}
 }
 
 func (r *crun) ignore(from uuid.UUID, why string, err error) {
@@ -455,7 +449,7 @@ func (r *crun) ignore(from uuid.UUID, why string, err error) {
 	}
 }
 
-func (r *crun) handle(d node.Delivery) {
+func (r *crun) handle(d node.Delivery, now time.Time) {
 	m, err := decode(d.Body)
 	if err != nil {
 		r.ignore(d.From, "undecodable", err)
@@ -468,111 +462,42 @@ func (r *crun) handle(d node.Delivery) {
 	r.log.Debug("received", "from", d.From, "type", m.typ, "slot", m.slot, "tile", m.tile)
 	switch m.typ {
 	case msgRequest:
-		w := r.worker(d.From)
-		if w == nil || w.declined != "" {
+		if !r.sched.request(d.From, m.slot, now) {
 			r.ignore(d.From, "request from a declined or excess worker", nil)
-			return
 		}
-		w.lost = false
-		w.heard = time.Now()
-		s := &w.slots[m.slot]
-		switch {
-		case s.state == slotUnknown:
-		case s.state == slotAssigned && r.stale(w.id, m.slot, s.tile):
-			// The slot is idle although it was handed a tile long ago, or
-			// one that is done: the worker dropped the job and took it up
-			// again. It may still get that tile; its queue absorbs it.
-			t := &r.tiles[s.tile]
-			t.assignees = slices.DeleteFunc(t.assignees, func(a assignee) bool { return a.w == w.id && a.slot == m.slot })
-			r.requeue(s.tile)
-		default:
-			// Waiting already, or the assignment is on its way: delivery is
-			// reliable, and its failure makes the worker lost.
-			return
-		}
-		s.state = slotWaiting
-		r.waiting = append(r.waiting, slotKey{w.id, m.slot})
 	case msgResult:
 		if err := m.checkTile(&r.job); err != nil {
 			r.ignore(d.From, "bad result", err)
 			return
 		}
-		r.result(d.From, m.slot, m.tile, m.pixels, m.elapsed)
+		r.result(d.From, m.slot, m.tile, m.pixels, m.elapsed, now)
 	case msgDecline:
-		w := r.worker(d.From)
-		if w == nil {
-			return
+		reason := declineString(m.reason)
+		if r.sched.decline(d.From, reason) {
+			r.log.Warn("worker declined the job", "worker", d.From, "reason", reason)
 		}
-		w.declined = declineString(m.reason)
-		r.forget(w)
-		r.log.Warn("worker declined the job", "worker", d.From, "reason", w.declined)
 	default:
 		r.ignore(d.From, "unexpected "+m.typ.String(), nil)
 	}
 }
 
-// stale reports whether slot of worker w, assigned tile, can be given
-// another: the tile is done, or the assignment missed its deadline.
-func (r *crun) stale(w uuid.UUID, slot, tile int) bool {
-	t := &r.tiles[tile]
-	if t.done {
-		return true
-	}
-	for _, a := range t.assignees {
-		if a.w == w && a.slot == slot {
-			return a.expired
-		}
-	}
-	return true
-}
-
 // result takes a tile's pixels from slot of worker from.
-func (r *crun) result(from uuid.UUID, slot, tile int, pixels []byte, elapsed time.Duration) {
-	w := r.worker(from)
-	if w == nil {
+func (r *crun) result(from uuid.UUID, slot, tile int, pixels []byte, elapsed time.Duration, now time.Time) {
+	fresh, ok := r.sched.result(from, slot, tile, elapsed, now)
+	if !ok {
 		r.ignore(from, "result from an excess worker", nil)
 		return
 	}
-	w.lost = false
-	now := time.Now()
-	w.heard = now
-	t := &r.tiles[tile]
-	for i, a := range t.assignees {
-		if a.w == from && a.slot == slot {
-			lat := now.Sub(a.at)
-			r.slowest = max(r.slowest, lat)
-			r.latencySum += lat
-			r.latencyN++
-			t.assignees = slices.Delete(t.assignees, i, i+1)
-			break
-		}
+	if !fresh {
+		return
 	}
-	if t.done {
-		r.rep.Duplicates++
-		w.wasted++
-	} else {
-		t.done = true
-		r.done++
-		w.tiles++
-		w.render += elapsed
-		rect, _ := r.job.TileRect(tile)
-		row := rect.Dx() * 4
-		for y := range rect.Dy() {
-			off := r.img.PixOffset(rect.Min.X, rect.Min.Y+y)
-			copy(r.img.Pix[off:off+row], pixels[y*row:])
-		}
-		r.progress()
+	rect, _ := r.job.TileRect(tile)
+	row := rect.Dx() * 4
+	for y := range rect.Dy() {
+		off := r.img.PixOffset(rect.Min.X, rect.Min.Y+y)
+		copy(r.img.Pix[off:off+row], pixels[y*row:])
 	}
-	// The result asks for the slot's next tile, unless the slot has been
-	// handed another tile meanwhile.
-	if w.declined == "" {
-		if s := &w.slots[slot]; s.state != slotAssigned || s.tile == tile {
-			if s.state != slotWaiting {
-				r.waiting = append(r.waiting, slotKey{from, slot})
-			}
-			s.state = slotWaiting
-		}
-	}
+	r.progress()
 }
 
 func (r *crun) event(ev node.Event) {
@@ -585,9 +510,8 @@ func (r *crun) event(ev node.Event) {
 			return
 		}
 		delete(r.announced, ev.Peer)
-		if w := r.workers[ev.Peer]; w != nil && !w.local {
+		if r.sched.lose(ev.Peer) {
 			r.log.Info("worker lost: delivery failed", "worker", ev.Peer, "message", m.typ, "err", ev.Err)
-			r.lose(w)
 		}
 	}
 }
@@ -602,190 +526,61 @@ func (r *crun) refreshTopology() {
 			reach[ni.ID] = true
 		}
 	}
-	for _, w := range r.workers {
-		if !w.local && !reach[w.id] && w.active() {
-			r.log.Info("worker lost: unreachable", "worker", w.id)
-			r.lose(w)
-		}
+	for _, id := range r.sched.loseUnreachable(reach) {
+		r.log.Info("worker lost: unreachable", "worker", id)
 	}
 	for id := range r.announced {
 		if !reach[id] {
 			delete(r.announced, id) // announce again if it comes back
 		}
 	}
-	var newcomers []uuid.UUID
+	job := r.jobMessage()
+	n := 0
 	for _, ni := range tp.Nodes {
 		if reach[ni.ID] && !r.announced[ni.ID] {
-			newcomers = append(newcomers, ni.ID)
+			r.announced[ni.ID] = true
+			r.send(ni.ID, job)
+			n++
 		}
 	}
-	if len(newcomers) == 0 {
-		return
+	if n > 0 {
+		r.log.Debug("job announced", "nodes", n)
 	}
+}
+
+// jobMessage is the job's announcement.
+func (r *crun) jobMessage() []byte {
 	msg := wireMsg{typ: msgJob, jobID: r.job.ID, job: r.job, fingerprint: r.fp}
-	ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
-	defer cancel()
-	if err := r.n.Multicast(ctx, newcomers, msg.encode()); err != nil {
-		r.log.Warn("announcing the job failed", "nodes", len(newcomers), "err", err)
-		return
-	}
-	for _, id := range newcomers {
-		r.announced[id] = true
-	}
-	r.log.Debug("job announced", "nodes", len(newcomers))
+	return msg.encode()
 }
 
 // reannounce sends the job again to the reachable workers that took part
 // and have been quiet for announceRefresh. A worker that holds the job only
 // asks again for tiles for its idle slots.
 func (r *crun) reannounce(now time.Time) {
-	var quiet []uuid.UUID
-	for _, w := range r.workers {
-		if !w.local && w.declined == "" && r.announced[w.id] && now.Sub(w.heard) >= announceRefresh {
-			quiet = append(quiet, w.id)
-		}
-	}
-	if len(quiet) == 0 {
-		return
-	}
-	msg := wireMsg{typ: msgJob, jobID: r.job.ID, job: r.job, fingerprint: r.fp}
-	ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
-	defer cancel()
-	for _, id := range quiet {
-		if err := r.n.Send(ctx, id, msg.encode()); err != nil {
-			r.log.Warn("announcing the job again failed", "worker", id, "err", err)
-		}
-	}
-}
-
-// lose forgets a worker's slots and hands its tiles out again.
-func (r *crun) lose(w *cworker) {
-	w.lost = true
-	r.forget(w)
-}
-
-// forget clears a worker's slots and requeues the tiles only it had.
-func (r *crun) forget(w *cworker) {
-	for s := range w.slots {
-		sl := &w.slots[s]
-		if sl.state == slotAssigned {
-			t := &r.tiles[sl.tile]
-			t.assignees = slices.DeleteFunc(t.assignees, func(a assignee) bool { return a.w == w.id && a.slot == s })
-			r.requeue(sl.tile)
-		}
-		*sl = cslot{}
-	}
-}
-
-// requeue puts a tile that nobody is working on back in the queue.
-func (r *crun) requeue(tile int) {
-	t := &r.tiles[tile]
-	if t.done || t.queued || t.live() > 0 {
-		return
-	}
-	t.queued = true
-	r.retry = append(r.retry, tile)
-	r.rep.Reassigned++
-}
-
-// expire marks the assignments past their deadline and requeues their tiles.
-func (r *crun) expire(now time.Time) {
-	for i := range r.tiles {
-		t := &r.tiles[i]
-		if t.done {
+	var job []byte
+	for _, id := range r.sched.quiet(now, announceRefresh) {
+		if !r.announced[id] {
 			continue
 		}
-		for j := range t.assignees {
-			if a := &t.assignees[j]; !a.expired && now.After(a.deadline) {
-				a.expired = true
-				r.log.Info("tile deadline missed", "tile", i, "worker", a.w)
-				r.requeue(i)
-			}
+		if job == nil {
+			job = r.jobMessage()
 		}
+		r.send(id, job)
 	}
 }
 
-func (r *crun) timeout() time.Duration {
-	switch {
-	case r.c.cfg.TileTimeout > 0:
-		return r.c.cfg.TileTimeout
-	case r.latencyN == 0:
-		return initialTileTimeout
-	}
-	return max(minTileTimeout, timeoutFactor*r.slowest)
-}
-
-// nextTile picks the tile for a slot of worker w: a requeued one, a fresh
-// one, or, when none is left, a tile in flight elsewhere for longer than
-// twice the mean tile time (a speculative second copy).
-func (r *crun) nextTile(w uuid.UUID, now time.Time) (int, bool) {
-	for len(r.retry) > 0 {
-		t := r.retry[0]
-		r.retry = r.retry[1:]
-		r.tiles[t].queued = false
-		if !r.tiles[t].done && r.tiles[t].live() == 0 {
-			return t, true
-		}
-	}
-	for len(r.fresh) > 0 {
-		t := r.fresh[0]
-		r.fresh = r.fresh[1:]
-		if !r.tiles[t].done {
-			return t, true
-		}
-	}
-	if r.latencyN == 0 {
-		return 0, false
-	}
-	after := 2 * r.latencySum / time.Duration(r.latencyN)
-	best, bestAt := -1, now
-	for i := range r.tiles {
-		t := &r.tiles[i]
-		if t.done || len(t.assignees) != 1 {
+// dispatch hands tiles to waiting slots and sends the assignments, without
+// waiting for any worker.
+func (r *crun) dispatch(now time.Time) {
+	for _, a := range r.sched.dispatch(now) {
+		if a.local {
+			r.localWork <- localTile{slot: a.slot, tile: a.tile}
 			continue
 		}
-		if a := t.assignees[0]; a.w != w && !a.expired && now.Sub(a.at) > after && a.at.Before(bestAt) {
-			best, bestAt = i, a.at
-		}
-	}
-	if best < 0 {
-		return 0, false
-	}
-	r.rep.Speculative++
-	return best, true
-}
-
-// dispatch hands tiles to waiting slots, oldest request first.
-func (r *crun) dispatch() {
-	now := time.Now()
-	for len(r.waiting) > 0 {
-		k := r.waiting[0]
-		w := r.workers[k.w]
-		if w == nil || w.lost || w.declined != "" || w.slots[k.slot].state != slotWaiting {
-			r.waiting = r.waiting[1:]
-			continue
-		}
-		tile, ok := r.nextTile(k.w, now)
-		if !ok {
-			return
-		}
-		r.waiting = r.waiting[1:]
-		w.slots[k.slot] = cslot{state: slotAssigned, tile: tile}
-		t := &r.tiles[tile]
-		t.assignees = append(t.assignees, assignee{w: k.w, slot: k.slot, at: now, deadline: now.Add(r.timeout())})
-		if w.local {
-			r.localWork <- localTile{slot: k.slot, tile: tile}
-			continue
-		}
-		r.log.Debug("assign", "to", k.w, "slot", k.slot, "tile", tile)
-		msg := wireMsg{typ: msgAssign, jobID: r.job.ID, slot: k.slot, tile: tile}
-		ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
-		err := r.n.Send(ctx, k.w, msg.encode())
-		cancel()
-		if err != nil {
-			r.log.Info("worker lost: send failed", "worker", k.w, "err", err)
-			r.lose(w)
-		}
+		r.log.Debug("assign", "to", a.w, "slot", a.slot, "tile", a.tile)
+		msg := wireMsg{typ: msgAssign, jobID: r.job.ID, slot: a.slot, tile: a.tile}
+		r.send(a.w, msg.encode())
 	}
 }
 
@@ -795,7 +590,7 @@ func (r *crun) finish(reason uint8) {
 	for id := range r.announced {
 		to = append(to, id)
 	}
-	for id, w := range r.workers {
+	for id, w := range r.sched.workers {
 		if !w.local && !r.announced[id] {
 			to = append(to, id)
 		}
@@ -815,25 +610,5 @@ func (r *crun) progress() {
 	if r.c.cfg.Progress == nil {
 		return
 	}
-	active := 0
-	for _, w := range r.workers {
-		if w.active() {
-			active++
-		}
-	}
-	r.c.cfg.Progress(Progress{JobID: r.job.ID, Done: r.done, Total: len(r.tiles), Workers: active, Elapsed: time.Since(r.start)})
-}
-
-func (r *crun) nodeReports() []NodeReport {
-	out := make([]NodeReport, 0, len(r.workers))
-	for _, w := range r.workers {
-		out = append(out, NodeReport{ID: w.id, Local: w.local, Tiles: w.tiles, Render: w.render, Wasted: w.wasted, Lost: w.lost, Declined: w.declined})
-	}
-	slices.SortFunc(out, func(a, b NodeReport) int {
-		if a.Tiles != b.Tiles {
-			return b.Tiles - a.Tiles
-		}
-		return slices.Compare(a.ID[:], b.ID[:])
-	})
-	return out
+	r.c.cfg.Progress(Progress{JobID: r.job.ID, Done: r.sched.done, Total: len(r.sched.tiles), Workers: r.sched.activeWorkers(), Elapsed: time.Since(r.start)})
 }
