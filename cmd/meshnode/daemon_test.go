@@ -15,7 +15,7 @@ import (
 	"github.com/libp2p/zeroconf/v2"
 	"go.uber.org/goleak"
 
-	"github.com/distrirender/distrirender/internal/meshapi"
+	"github.com/distrirender/distrirender/meshapi"
 	"github.com/distrirender/distrirender/internal/testutil"
 	"github.com/distrirender/distrirender/node"
 	"github.com/distrirender/distrirender/transport"

@@ -6,7 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/distrirender/distrirender/internal/meshapi"
+	"github.com/distrirender/distrirender/meshapi"
 	"github.com/distrirender/distrirender/internal/ops"
 	"github.com/distrirender/distrirender/node"
 )

@@ -20,7 +20,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/distrirender/distrirender/internal/meshapi"
+	"github.com/distrirender/distrirender/meshapi"
 )
 
 // TestNetnsCluster runs real meshnode processes over QUIC, one per network

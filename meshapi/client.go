@@ -40,6 +40,7 @@ type APIError struct {
 	Message string // the "error" field of the answer, or its start
 }
 
+// Error returns "status text: message".
 func (e *APIError) Error() string {
 	return fmt.Sprintf("%d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
 }
@@ -142,7 +143,9 @@ func (c *Client) Connect(ctx context.Context, addr string) (ConnectResponse, err
 // ("ready", "message", "dropped", or a node event kind such as
 // "neighbor-down") and Data its JSON.
 type StreamEvent struct {
+	// Type is the SSE event type.
 	Type string
+	// Data is the event's JSON: Ready, Message, Dropped or Event.
 	Data json.RawMessage
 }
 

@@ -1,26 +1,3 @@
-// Package meshapi is the local HTTP JSON API of a mesh node, as served by
-// the meshnode daemon, and a client for it.
-//
-// The API is unauthenticated: whoever can reach it can send messages as the
-// node and read everything it receives. Serve it on loopback (the meshnode
-// default) or behind something that authenticates. docs/CLUSTER.md is the
-// reference; in short:
-//
-//	GET  /v1/status      the node's ID, epoch, addresses, neighbours and counters
-//	GET  /v1/topology    every node the link-state database knows, with routes
-//	POST /v1/send        {"to": UUID, "body": text} or {"to": UUID, "body_base64": ...}
-//	POST /v1/broadcast   {"body": text} or {"body_base64": ...}
-//	GET  /v1/recv        Server-Sent Events: received messages; ?events=1 adds node events
-//	POST /v1/connect     {"addr": "host:port"}: open an edge to the node at a transport address
-//
-// Errors are JSON {"error": "..."} with a 4xx or 5xx status, unknown paths
-// included (404), as are wrong methods (405, with Allow). POST bodies must
-// be sent with Content-Type: application/json.
-//
-// Exactly one goroutine (Server.Run) calls the node's Receive and drains its
-// Events; it fans both out to the open /v1/recv streams through a bounded
-// buffer per stream. A stream that reads too slowly loses messages (counted,
-// and announced to it by a "dropped" event); the node is never blocked.
 package meshapi
 
 import (
@@ -151,6 +128,8 @@ type Server struct {
 	log *slog.Logger
 	mux *http.ServeMux
 	hub *hub
+	// routes are the patterns registered, for Routes.
+	routes []string
 
 	received     atomic.Uint64
 	unsubscribed atomic.Uint64
@@ -160,14 +139,22 @@ type Server struct {
 func New(n Node, opt Options) *Server {
 	opt = opt.withDefaults()
 	s := &Server{n: n, opt: opt, log: opt.Logger, mux: http.NewServeMux(), hub: newHub(opt.MaxStreams, opt.StreamBuffer)}
-	s.mux.HandleFunc("GET /v1/status", s.status)
-	s.mux.HandleFunc("GET /v1/topology", s.topology)
-	s.mux.HandleFunc("POST /v1/send", s.send)
-	s.mux.HandleFunc("POST /v1/broadcast", s.broadcast)
-	s.mux.HandleFunc("GET /v1/recv", s.recv)
-	s.mux.HandleFunc("POST /v1/connect", s.connect)
+	s.Handle("GET /v1/status", http.HandlerFunc(s.status))
+	s.Handle("GET /v1/topology", http.HandlerFunc(s.topology))
+	s.Handle("POST /v1/send", http.HandlerFunc(s.send))
+	s.Handle("POST /v1/broadcast", http.HandlerFunc(s.broadcast))
+	s.Handle("GET /v1/recv", http.HandlerFunc(s.recv))
+	s.Handle("POST /v1/connect", http.HandlerFunc(s.connect))
+	s.Handle("GET /v1/openapi.json", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openAPI)
+	}))
 	return s
 }
+
+// Routes returns the patterns the server serves ("GET /v1/status"), in the
+// order they were registered, those added by Handle included.
+func (s *Server) Routes() []string { return slices.Clone(s.routes) }
 
 // Handle adds a route to the API, such as the daemon's /metrics, behind the
 // same Host and Origin checks and the same JSON 404 and 405 answers. It
@@ -175,6 +162,7 @@ func New(n Node, opt Options) *Server {
 // pattern with a method ("GET /metrics").
 func (s *Server) Handle(pattern string, h http.Handler) {
 	s.mux.Handle(pattern, h)
+	s.routes = append(s.routes, pattern)
 }
 
 // ServeHTTP routes a request. Requests that match no route get a JSON 404,

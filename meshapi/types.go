@@ -32,21 +32,38 @@ type Status struct {
 
 // Stats mirrors node.Stats with JSON names.
 type Stats struct {
-	FramesIn        uint64 `json:"frames_in"`
-	FramesOut       uint64 `json:"frames_out"`
-	Forwarded       uint64 `json:"forwarded"`
-	DroppedForward  uint64 `json:"dropped_forward"`
-	DroppedNoRoute  uint64 `json:"dropped_no_route"`
+	// FramesIn counts frames received from neighbours.
+	FramesIn uint64 `json:"frames_in"`
+	// FramesOut counts frames queued to neighbours.
+	FramesOut uint64 `json:"frames_out"`
+	// Forwarded counts frames relayed for other nodes.
+	Forwarded uint64 `json:"forwarded"`
+	// DroppedForward counts frames dropped because a neighbour's
+	// forwarding buffer was full.
+	DroppedForward uint64 `json:"dropped_forward"`
+	// DroppedNoRoute counts frames dropped for want of a route (they are
+	// retransmitted end to end).
+	DroppedNoRoute uint64 `json:"dropped_no_route"`
+	// DroppedHopLimit counts frames dropped at hop limit zero.
 	DroppedHopLimit uint64 `json:"dropped_hop_limit"`
-	Hostile         uint64 `json:"hostile"`
-	Delivered       uint64 `json:"delivered"`
-	Duplicates      uint64 `json:"duplicates"`
-	Retransmits     uint64 `json:"retransmits"`
-	Failed          uint64 `json:"failed"`
-	EventsDropped   uint64 `json:"events_dropped"`
-	NeighborsUp     uint64 `json:"neighbors_up"`
-	NeighborsDown   uint64 `json:"neighbors_down"`
-	TopologyFrames  uint64 `json:"topology_frames"`
+	// Hostile counts malformed or invalid frames from neighbours.
+	Hostile uint64 `json:"hostile"`
+	// Delivered counts messages handed to the application.
+	Delivered uint64 `json:"delivered"`
+	// Duplicates counts data frames received again and dropped.
+	Duplicates uint64 `json:"duplicates"`
+	// Retransmits counts end-to-end retransmissions.
+	Retransmits uint64 `json:"retransmits"`
+	// Failed counts messages reported as failed (delivery-failed events).
+	Failed uint64 `json:"failed"`
+	// EventsDropped counts node events lost because nobody drained them.
+	EventsDropped uint64 `json:"events_dropped"`
+	// NeighborsUp counts edges established.
+	NeighborsUp uint64 `json:"neighbors_up"`
+	// NeighborsDown counts edges lost.
+	NeighborsDown uint64 `json:"neighbors_down"`
+	// TopologyFrames counts link-state frames sent.
+	TopologyFrames uint64 `json:"topology_frames"`
 }
 
 func statsOf(s node.Stats) Stats {
@@ -87,11 +104,18 @@ type Topology struct {
 
 // NodeInfo is one node of a Topology.
 type NodeInfo struct {
-	ID        uuid.UUID   `json:"id"`
-	Epoch     uint64      `json:"epoch"`
-	Seq       uint64      `json:"seq"`
-	Addrs     []string    `json:"addrs"`
-	FreeSlots uint16      `json:"free_slots"`
+	// ID is the node's UUID.
+	ID uuid.UUID `json:"id"`
+	// Epoch is the node's incarnation number.
+	Epoch uint64 `json:"epoch"`
+	// Seq is the sequence number of the node's link-state record.
+	Seq uint64 `json:"seq"`
+	// Addrs are the node's dialable transport addresses.
+	Addrs []string `json:"addrs"`
+	// FreeSlots is how many more neighbours the node accepts.
+	FreeSlots uint16 `json:"free_slots"`
+	// Neighbors are the node's confirmed neighbours (both ends list each
+	// other), sorted.
 	Neighbors []uuid.UUID `json:"neighbors"`
 	// Distance is the hop count from the local node, -1 when unreachable.
 	Distance int `json:"distance"`
@@ -137,7 +161,9 @@ type SendRequest struct {
 
 // BroadcastRequest is the body of POST /v1/broadcast; see SendRequest.
 type BroadcastRequest struct {
-	Body       *string `json:"body,omitempty"`
+	// Body is the message as text.
+	Body *string `json:"body,omitempty"`
+	// BodyBase64 is the message as standard base64, for binary bodies.
 	BodyBase64 *string `json:"body_base64,omitempty"`
 }
 
@@ -145,6 +171,7 @@ type BroadcastRequest struct {
 // POST /v1/broadcast. Accepted means queued: a message that then cannot be
 // delivered is reported as a delivery-failed event on GET /v1/recv?events=1.
 type SendResponse struct {
+	// Accepted is always true in a 202 answer.
 	Accepted bool `json:"accepted"`
 	// To is the destination of a unicast.
 	To *uuid.UUID `json:"to,omitempty"`
@@ -160,11 +187,13 @@ type SendResponse struct {
 // listening at Addr, a transport address such as "10.0.0.2:4242" for QUIC.
 // Connect follows redirects from full nodes.
 type ConnectRequest struct {
+	// Addr is the transport address to dial.
 	Addr string `json:"addr"`
 }
 
 // ConnectResponse is the body of a 200 answer to POST /v1/connect.
 type ConnectResponse struct {
+	// Connected is always true in a 200 answer.
 	Connected bool `json:"connected"`
 	// Neighbors are the node's neighbours after the connect.
 	Neighbors []uuid.UUID `json:"neighbors"`
@@ -174,11 +203,17 @@ type ConnectResponse struct {
 // delivered to this node. Body is set when the bytes are valid UTF-8 (even
 // empty), BodyBase64 otherwise.
 type Message struct {
-	From       uuid.UUID `json:"from"`
-	Broadcast  bool      `json:"broadcast"`
-	Index      uint32    `json:"index"`
-	Body       *string   `json:"body,omitempty"`
-	BodyBase64 *string   `json:"body_base64,omitempty"`
+	// From is the sender's UUID.
+	From uuid.UUID `json:"from"`
+	// Broadcast says whether the message was broadcast.
+	Broadcast bool `json:"broadcast"`
+	// Index is the message's index in the sender's stream to this node
+	// (or its broadcast stream).
+	Index uint32 `json:"index"`
+	// Body is the message as text, when it is valid UTF-8.
+	Body *string `json:"body,omitempty"`
+	// BodyBase64 is the message as standard base64, when it is not.
+	BodyBase64 *string `json:"body_base64,omitempty"`
 }
 
 // Bytes returns the message body, decoding base64 when needed.
@@ -196,6 +231,7 @@ func messageOf(d node.Delivery) Message {
 // neighbor-up, neighbor-down, topology-changed, delivery-failed, connected,
 // disconnected and redirected. Fields that do not apply to a kind are absent.
 type Event struct {
+	// Type is the event's kind, as its SSE event type.
 	Type string `json:"type"`
 	// Peer is the neighbour (neighbor-up/down), the destination
 	// (delivery-failed) or the full node that redirected (redirected).
@@ -205,9 +241,12 @@ type Event struct {
 	// Error is why a neighbour went down or a delivery failed.
 	Error string `json:"error,omitempty"`
 	// Broadcast, Index and the body describe a failed delivery.
-	Broadcast  bool    `json:"broadcast,omitempty"`
-	Index      *uint32 `json:"index,omitempty"`
-	Body       *string `json:"body,omitempty"`
+	Broadcast bool `json:"broadcast,omitempty"`
+	// Index is the failed message's index.
+	Index *uint32 `json:"index,omitempty"`
+	// Body is the failed message as text, when it is valid UTF-8.
+	Body *string `json:"body,omitempty"`
+	// BodyBase64 is the failed message as standard base64, when it is not.
 	BodyBase64 *string `json:"body_base64,omitempty"`
 }
 
@@ -232,18 +271,22 @@ func eventOf(e node.Event) Event {
 // Ready is the data of the "ready" event that opens every GET /v1/recv
 // stream: from then on the stream receives what the node delivers.
 type Ready struct {
-	ID     uuid.UUID `json:"id"`
-	Events bool      `json:"events"`
+	// ID is the node's UUID.
+	ID uuid.UUID `json:"id"`
+	// Events says whether the stream carries node events too.
+	Events bool `json:"events"`
 }
 
 // Dropped is the data of a "dropped" event: Count messages or events were
 // dropped from this stream because it read too slowly.
 type Dropped struct {
+	// Count is how many were dropped since the stream was last told.
 	Count uint64 `json:"count"`
 }
 
 // Error is the body of every 4xx and 5xx answer.
 type Error struct {
+	// Error says what went wrong.
 	Error string `json:"error"`
 }
 
