@@ -60,8 +60,13 @@ const (
 	// TypeEntryReply answers an entry request from a node with free slots,
 	// routed to the requester with the request's UID index (body: Hello).
 	TypeEntryReply Type = 14
+	// TypeNetworkStateDigest summarises a range of the sender's link-state
+	// database, one version per record, when an edge comes up; the receiver
+	// answers with network_state carrying the records the sender lacks or
+	// holds older (body: Digest). Protocol version 2.
+	TypeNetworkStateDigest Type = 15
 
-	typeMax = TypeEntryReply
+	typeMax = TypeNetworkStateDigest
 )
 
 // String returns the type's protocol name, as in docs/PROTOCOL.md.
@@ -95,6 +100,8 @@ func (t Type) String() string {
 		return "entry_request"
 	case TypeEntryReply:
 		return "entry_reply"
+	case TypeNetworkStateDigest:
+		return "network_state_digest"
 	}
 	return "unknown"
 }
@@ -166,6 +173,21 @@ type StateList []State
 // StateRequest is the body of network_state_request: the origins whose records
 // are wanted; empty means the whole database.
 type StateRequest []uuid.UUID
+
+// Digest is the body of network_state_digest: the version of every record
+// the sender holds whose origin lies in [First, Last], sorted by origin. A
+// large database takes several digests with adjoining ranges.
+type Digest struct {
+	First, Last uuid.UUID
+	Entries     []DigestEntry
+}
+
+// DigestEntry is the version of one record: its origin's epoch and sequence
+// number.
+type DigestEntry struct {
+	Origin     uuid.UUID
+	Epoch, Seq uint64
+}
 
 // EdgeChange is the body of new_edge and destroy_edge: an incremental change to
 // Origin's record that takes it from sequence Seq-1 to Seq.

@@ -24,6 +24,10 @@ const (
 	MaxStates = 4096
 )
 
+// DigestEntrySize is the size in bytes of one encoded DigestEntry: origin,
+// epoch, seq.
+const DigestEntrySize = 16 + 8 + 8
+
 // EdgeChangeSize is the size in bytes of an encoded EdgeChange: origin, epoch,
 // seq, peer, free slots.
 const EdgeChangeSize = 16 + 8 + 8 + 16 + 2
@@ -81,6 +85,20 @@ func (r StateRequest) Append(dst []byte) []byte {
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(r)))
 	for i := range r {
 		dst = append(dst, r[i][:]...)
+	}
+	return dst
+}
+
+// Append appends the network_state_digest body: First, Last, a u16 entry
+// count, then each entry (origin, epoch u64, seq u64).
+func (d Digest) Append(dst []byte) []byte {
+	dst = append(dst, d.First[:]...)
+	dst = append(dst, d.Last[:]...)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(d.Entries)))
+	for _, e := range d.Entries {
+		dst = append(dst, e.Origin[:]...)
+		dst = binary.BigEndian.AppendUint64(dst, e.Epoch)
+		dst = binary.BigEndian.AppendUint64(dst, e.Seq)
 	}
 	return dst
 }
@@ -164,6 +182,38 @@ func (s StateList) Validate() error {
 		}
 	}
 	return nil
+}
+
+// Validate reports whether d can be encoded and decoded back: at most
+// MaxStates entries, sorted by origin without repeats, all within
+// [First, Last].
+func (d Digest) Validate() error {
+	if len(d.Entries) > MaxStates {
+		return decodeErr(ErrMalformed, 32, "digest count "+itoa(len(d.Entries))+" > "+itoa(MaxStates))
+	}
+	if compareUUID(d.First, d.Last) > 0 {
+		return decodeErr(ErrMalformed, 16, "digest range ends before it starts")
+	}
+	for i, e := range d.Entries {
+		off := 34 + i*DigestEntrySize
+		if compareUUID(e.Origin, d.First) < 0 || compareUUID(e.Origin, d.Last) > 0 {
+			return decodeErr(ErrMalformed, off, "digest entry outside its range")
+		}
+		if i > 0 && compareUUID(d.Entries[i-1].Origin, e.Origin) >= 0 {
+			return decodeErr(ErrMalformed, off, "digest entries not sorted by origin")
+		}
+	}
+	return nil
+}
+
+// compareUUID orders UUIDs by their bytes.
+func compareUUID(a, b uuid.UUID) int {
+	for i := range a {
+		if a[i] != b[i] {
+			return int(a[i]) - int(b[i])
+		}
+	}
+	return 0
 }
 
 // Validate reports whether r can be encoded and decoded back: at most MaxStates UUIDs.
@@ -398,6 +448,31 @@ func DecodeStateRequest(b []byte) (StateRequest, error) {
 		return nil, r.err
 	}
 	return out, nil
+}
+
+// DecodeDigest decodes a network_state_digest body: a valid Digest (see
+// Digest.Validate) and no trailing bytes.
+func DecodeDigest(b []byte) (Digest, error) {
+	r := reader{b: b}
+	d := Digest{First: r.uuid("digest first"), Last: r.uuid("digest last")}
+	n := int(r.u16("digest count"))
+	if !r.count(n, 32, MaxStates, DigestEntrySize, "digest count") {
+		return Digest{}, r.err
+	}
+	if n > 0 {
+		d.Entries = make([]DigestEntry, n)
+		for i := range d.Entries {
+			d.Entries[i] = DigestEntry{Origin: r.uuid("digest origin"), Epoch: r.u64("digest epoch"), Seq: r.u64("digest seq")}
+		}
+	}
+	r.end("digest")
+	if r.err != nil {
+		return Digest{}, r.err
+	}
+	if err := d.Validate(); err != nil {
+		return Digest{}, err
+	}
+	return d, nil
 }
 
 // DecodeEdgeChange decodes a new_edge or destroy_edge body: exactly

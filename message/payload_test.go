@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -40,6 +41,9 @@ var payloadCodecs = []payloadCodec{
 	{"Reject",
 		func(b []byte) (any, error) { return DecodeReject(b) },
 		func(v any) []byte { return v.(Reject).Append(nil) }},
+	{"Digest",
+		func(b []byte) (any, error) { return DecodeDigest(b) },
+		func(v any) []byte { return v.(Digest).Append(nil) }},
 }
 
 func codecByName(name string) payloadCodec {
@@ -93,6 +97,11 @@ func samplePayloads() map[string][]any {
 			Hello{FreeSlots: 10, Addrs: []string{"mem://n1"}},
 			Hello{FreeSlots: ^uint16(0), Addrs: maxAddrs},
 		},
+		"Digest": {
+			Digest{},
+			Digest{Last: fixedUUID(9), Entries: []DigestEntry{{Origin: fixedUUID(1), Epoch: 2, Seq: 3}, {Origin: fixedUUID(9), Epoch: ^uint64(0), Seq: ^uint64(0)}}},
+			Digest{First: many(1)[0], Last: uuid.Max, Entries: digestOf(many(MaxStates))},
+		},
 		"Reject": {
 			Reject{Reason: RejectFull},
 			Reject{Reason: RejectDuplicate},
@@ -114,6 +123,8 @@ func validate(v any) error {
 	case Hello:
 		return v.Validate()
 	case Reject:
+		return v.Validate()
+	case Digest:
 		return v.Validate()
 	}
 	return nil
@@ -365,4 +376,14 @@ func TestPayloadRandom(t *testing.T) {
 			}
 		}
 	}
+}
+
+// digestOf makes sorted digest entries for ids.
+func digestOf(ids []uuid.UUID) []DigestEntry {
+	out := make([]DigestEntry, len(ids))
+	for i, id := range ids {
+		out[i] = DigestEntry{Origin: id, Epoch: uint64(i), Seq: uint64(i) * 3}
+	}
+	slices.SortFunc(out, func(a, b DigestEntry) int { return compareUUID(a.Origin, b.Origin) })
+	return out
 }
