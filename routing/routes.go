@@ -14,6 +14,12 @@ func (t *Table) update() {
 	}
 }
 
+// Stale reports whether changes wait for a recomputation: the next query
+// that needs routes (NextHop, Version, Reachable, Topology, ...) makes it.
+// A caller that polls Version after every input may use it to poll less
+// often while changes arrive in a burst.
+func (t *Table) Stale() bool { return t.dirty }
+
 // recompute runs one breadth-first search from the local node over confirmed
 // edges (both ends list each other) and bumps the version if any route
 // changed. It is O(V+E) and allocates only when the table grew.
@@ -88,7 +94,9 @@ func (t *Table) recompute() {
 		}
 		if (o.dist >= 0 || c.dist >= 0) && o != c {
 			changed = true
-			break
+			if c.dist > 0 && (o.dist <= 0 || o.origin != c.origin) && len(t.gained) < maxGained {
+				t.gained = append(t.gained, c.origin)
+			}
 		}
 	}
 	t.routes, t.spare = nr, old
@@ -177,6 +185,21 @@ func (t *Table) reachable() []uuid.UUID {
 		t.reachOK = true
 	}
 	return t.reach
+}
+
+// maxGained bounds the nodes TakeGained remembers: a caller that never
+// takes them must not make the Table grow.
+const maxGained = 1 << 16
+
+// TakeGained returns the nodes that became reachable (from unreachable or
+// unknown) since the last call, in no particular order, and forgets them.
+// A node that went away and came back is returned again. It costs what the
+// changes cost, not what the reachable set does: nothing is sorted.
+func (t *Table) TakeGained() []uuid.UUID {
+	t.update()
+	g := t.gained
+	t.gained = nil
+	return g
 }
 
 // Version returns a counter that increases whenever the set of reachable

@@ -62,7 +62,8 @@ type Table struct {
 	rank    []int32   // BFS scratch: first hop as an index into the local neighbours
 	queue   []int32   // BFS scratch
 	reach   []uuid.UUID
-	reachOK bool // reach is the sorted reachable set of the current version
+	reachOK bool        // reach is the sorted reachable set of the current version
+	gained  []uuid.UUID // became reachable since the last TakeGained
 }
 
 // New returns a Table for the node self in its incarnation epoch (by
