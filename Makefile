@@ -2,11 +2,14 @@
 # `go run ./cmd/distrirender render` and `make test`; the rest are conveniences.
 GO ?= go
 
-.PHONY: test render meshdemo bench bench-go fuzz vet
+.PHONY: test render meshdemo bench bench-go fuzz vet soak
 
-# test: vet, then every test with the race detector. CI runs exactly this.
+# test: vet, then every test with the race detector, then the simulator's
+# 1,000-node mesh, which needs no race detector (one goroutine) and is ten
+# times slower under it. CI runs exactly this.
 test: vet
 	$(GO) test -race -count=1 -timeout 30m ./...
+	$(GO) test -count=1 -timeout 20m -run '^TestSimScale$$' ./node/internal/sim/
 
 vet:
 	$(GO) vet ./...
@@ -27,6 +30,14 @@ bench:
 # bench-go: every go-test benchmark once, with allocations.
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# soak: the simulator's random-event property test on SIM_SEEDS seeds
+# (default 5000), stopping after SIM_BUDGET seconds (default 600); a failing
+# run prints its seed and how to replay it.
+SIM_SEEDS ?= 5000
+SIM_BUDGET ?= 600
+soak:
+	SIM_SEEDS=$(SIM_SEEDS) SIM_BUDGET=$(SIM_BUDGET) $(GO) test -count=1 -timeout 2h -run '^TestSimProperty$$' ./node/internal/sim/
 
 # fuzz: each fuzz target for FUZZTIME (default 60s), from the checked-in corpus.
 FUZZTIME ?= 60s

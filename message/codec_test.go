@@ -109,7 +109,7 @@ func TestWireLayout(t *testing.T) {
 		Body: []byte{0xee, 0xff},
 	}
 	f := m.Encode()
-	want := []byte{1, 11, 1, 0x20}
+	want := []byte{Version, 11, 1, 0x20}
 	u := fixedUUID(0x10)
 	want = append(want, u[:]...)
 	want = append(want, 0xff, 0xff, 0xff, 0xff)
@@ -178,7 +178,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"body short by one", valid[:len(valid)-1], 0, ErrTruncated, len(valid) - 1},
 		{"length max u32", mutate(valid, setLen(math.MaxUint32)), 0, ErrTruncated, len(valid)},
 		{"version 0", mutate(valid, setByte(offVersion, 0)), 0, ErrVersion, offVersion},
-		{"version 2", mutate(valid, setByte(offVersion, 2)), 0, ErrVersion, offVersion},
+		{"version 1 (before the digest)", mutate(valid, setByte(offVersion, 1)), 0, ErrVersion, offVersion},
+		{"version 3", mutate(valid, setByte(offVersion, 3)), 0, ErrVersion, offVersion},
 		{"version 255", mutate(valid, setByte(offVersion, 255)), 0, ErrVersion, offVersion},
 		{"type 0", mutate(valid, setByte(offType, 0)), 0, ErrType, offType},
 		{"type 13", mutate(valid, setByte(offType, byte(typeMax)+1)), 0, ErrType, offType},
@@ -266,7 +267,7 @@ func TestDecodeHeaderErrors(t *testing.T) {
 		class error
 	}{
 		{"short", valid[:10], ErrTruncated},
-		{"version", mutate(valid, func(b []byte) []byte { b[0] = 2; return b }), ErrVersion},
+		{"version", mutate(valid, func(b []byte) []byte { b[0] = Version + 1; return b }), ErrVersion},
 		{"type", mutate(valid, func(b []byte) []byte { b[1] = 0; return b }), ErrType},
 		{"flags", mutate(valid, func(b []byte) []byte { b[2] = 4; return b }), ErrMalformed},
 		{"data index", mutate(valid, func(b []byte) []byte { b[offIndex] = 0x80; return b }), ErrMalformed},

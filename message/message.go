@@ -22,7 +22,7 @@ import (
 
 // Version is the protocol version written in every frame's first byte.
 // A decoder rejects every other version with ErrVersion.
-const Version = 1
+const Version = 2
 
 // Type is a message type.
 type Type uint8

@@ -163,7 +163,7 @@ type Stats struct {
 	Failed                     uint64 // messages reported as DeliveryFailed
 	EventsDropped              uint64 // events lost because Events() was not drained
 	NeighborsUp, NeighborsDown uint64 // edges established / edges lost
-	TopologyFrames             uint64 // link-state frames sent (network_state, its request, new_edge, destroy_edge)
+	TopologyFrames             uint64 // link-state frames sent (network_state, its request and digest, new_edge, destroy_edge)
 }
 
 // Node is one member of the mesh: a driver around the protocol core

@@ -393,3 +393,11 @@ func (c *Core) String() string {
 }
 
 func short(id [16]byte) string { return fmt.Sprintf("%x", id[:4]) }
+
+// DeadlineParts names the parts of Deadline, for a simulator that finds a
+// deadline that never moves.
+func (c *Core) DeadlineParts() string {
+	far := c.now.Add(time.Hour)
+	return fmt.Sprintf("routing %v, linkstate %v, members %v, peers %v, streams %v (now %v)",
+		c.rt.NextDeadline(), c.ls.deadline(far), c.members.deadline(c, far), c.peers.deadline(c, far), c.streams.deadline(far), c.now)
+}

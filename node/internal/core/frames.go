@@ -68,6 +68,13 @@ func (c *Core) Frame(now time.Time, link LinkID, m message.Message, raw []byte) 
 			return
 		}
 		c.ls.sendStates([]*peer{p}, c.rt.States(req))
+	case message.TypeNetworkStateDigest:
+		d, err := message.DecodeDigest(m.Body)
+		if err != nil {
+			c.hostile(p.id, "network_state_digest", err)
+			return
+		}
+		c.ls.onDigest(p, d)
 	case message.TypeNewEdge, message.TypeDestroyEdge:
 		ch, err := message.DecodeEdgeChange(m.Body)
 		if err != nil {

@@ -16,7 +16,19 @@ type linkState struct {
 	version uint64    // the routing table's Version when last looked at
 	dirty   bool      // a TopologyChanged event is due
 	last    time.Time // when the last TopologyChanged was emitted
+	spf     time.Time // when the routes were last recomputed
 }
+
+// routeHold is the least time between two route recomputations that only
+// look for changes (new broadcast targets, TopologyChanged). A join or a
+// failure reaches a node as a burst of link-state changes milliseconds
+// apart; the first change after a quiet spell is looked at once, the rest of
+// the burst together at most routeHold later (OSPF's SPF throttling). A
+// frame that needs a route (data, acks, entry replies) still recomputes at
+// once. Without the hold every node recomputed its routes once per change:
+// at 300 simulated nodes that was 52 % of the CPU, and 1,000 nodes did not
+// converge in ten minutes of wall time.
+const routeHold = 50 * time.Millisecond
 
 func (ls *linkState) init(c *Core) { ls.c = c }
 
@@ -92,21 +104,37 @@ func (ls *linkState) floodEdgeChange(except *peer, typ message.Type, ch message.
 	c.flood(except, c.control(typ, uuid.Nil, 0, ch.Append(nil)), true)
 }
 
-// syncWith asks a new neighbour for its whole database; the other side does
-// the same, and its answer includes its own record with the new edge.
+// syncWith sends a new neighbour the digest of this node's database; the
+// other side does the same, and each answers with the records the other
+// lacks or holds older, this node's own record with the new edge among
+// them. Two nodes that already agree exchange two digests and nothing more.
 func (ls *linkState) syncWith(p *peer) {
 	c := ls.c
-	c.enqueue(p, c.control(message.TypeNetworkStateRequest, uuid.Nil, 0, message.StateRequest(nil).Append(nil)), true)
+	per := (min(c.cfg.MaxBody, message.DefaultMaxBody) - 64) / message.DigestEntrySize
+	for _, d := range c.rt.Digests(per) {
+		c.enqueue(p, c.control(message.TypeNetworkStateDigest, uuid.Nil, 0, d.Append(nil)), true)
+	}
+}
+
+// onDigest answers a neighbour's digest with what it lacks.
+func (ls *linkState) onDigest(from *peer, d message.Digest) {
+	ls.sendStates([]*peer{from}, ls.c.rt.Newer(d))
 }
 
 // checkVersion notes a change of routes: broadcasts in flight gain the newly
 // reachable nodes, and a TopologyChanged event is due.
 func (ls *linkState) checkVersion() {
 	c := ls.c
-	if v := c.rt.Version(); v != ls.version {
-		ls.version = v
-		ls.dirty = true
-		c.streams.reachabilityChanged()
+	// Within the hold after a recomputation, changes wait for the deadline.
+	if !c.rt.Stale() || c.now.Sub(ls.spf) >= routeHold {
+		if c.rt.Stale() {
+			ls.spf = c.now
+		}
+		if v := c.rt.Version(); v != ls.version {
+			ls.version = v
+			ls.dirty = true
+			c.streams.reachabilityChanged()
+		}
 	}
 	if ls.dirty && c.now.Sub(ls.last) >= topologyEventGap {
 		ls.dirty = false
@@ -116,6 +144,9 @@ func (ls *linkState) checkVersion() {
 }
 
 func (ls *linkState) deadline(d time.Time) time.Time {
+	if ls.c.rt.Stale() {
+		d = minTime(d, ls.spf.Add(routeHold))
+	}
 	if ls.dirty {
 		d = minTime(d, ls.last.Add(topologyEventGap))
 	}

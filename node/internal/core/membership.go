@@ -243,10 +243,19 @@ func (ms *membership) runBalance(c *Core) {
 		}
 	}
 	known := c.rt.Len() - 1 // other nodes with a record
-	if c.peers.len() >= min(c.cfg.MinConns, known) && c.rt.ReachableCount() == known && len(b.hints) == 0 {
-		// Enough neighbours, and nothing cut off to repair: the common case
-		// needs no copy of the topology.
-		return
+	reach := c.rt.ReachableCount()
+	short := c.peers.len() < min(c.cfg.MinConns, known)
+	if !short {
+		// Enough neighbours: only a partition repair, now and then, while
+		// records of unreachable nodes remain: with a probability of about
+		// 2/(nodes reached) per round, drawn before anything is copied, so
+		// that a large mesh pays for the topology only when it dials.
+		if reach == known && len(b.hints) == 0 {
+			return
+		}
+		if c.cfg.Rand.Float64() >= 2/float64(reach+2) {
+			return
+		}
 	}
 	tp := c.rt.Topology()
 	// The farthest reachable nodes with free slots; failing those, any known
@@ -287,18 +296,10 @@ func (ms *membership) runBalance(c *Core) {
 			lost = append(lost, h.addr)
 		}
 	}
-	reachable := len(tp.Nodes) - len(lost) - len(stale)
 	if len(lost) == 0 {
 		lost = stale
 	}
-	switch {
-	case c.peers.len() >= min(c.cfg.MinConns, len(tp.Nodes)-1):
-		// Enough neighbours: only a partition repair, now and then.
-		if len(lost) == 0 || c.cfg.Rand.Float64() >= 2/float64(reachable+1) {
-			return
-		}
-		best = lost
-	case len(best) == 0:
+	if !short || len(best) == 0 {
 		best = lost
 	}
 	if len(best) == 0 {

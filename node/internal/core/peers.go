@@ -130,7 +130,7 @@ func (c *Core) enqueue(p *peer, f []byte, ctrl bool) bool {
 	}
 	c.stats.FramesOut++
 	switch message.PeekType(f) {
-	case message.TypeNetworkState, message.TypeNetworkStateRequest, message.TypeNewEdge, message.TypeDestroyEdge:
+	case message.TypeNetworkState, message.TypeNetworkStateRequest, message.TypeNetworkStateDigest, message.TypeNewEdge, message.TypeDestroyEdge:
 		c.stats.TopologyFrames++
 	}
 	p.lastSent = c.now

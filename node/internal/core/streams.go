@@ -45,9 +45,8 @@ type streams struct {
 	blocked []rxKey // streams with deliveries waiting for inbound room
 	room    int     // deliveries the inbound queue can take
 
-	resets    uint64               // stream resets so far: new stream epochs
-	epochs    map[uuid.UUID]uint64 // last epoch seen per origin, to notice restarts
-	reachable map[uuid.UUID]struct{}
+	resets uint64               // stream resets so far: new stream epochs
+	epochs map[uuid.UUID]uint64 // last epoch seen per origin, to notice restarts
 }
 
 func (ss *streams) init(c *Core) {
@@ -56,7 +55,6 @@ func (ss *streams) init(c *Core) {
 	ss.rx = make(map[rxKey]*reliability.Receiver)
 	ss.ackSet = make(map[rxKey]struct{})
 	ss.epochs = make(map[uuid.UUID]uint64)
-	ss.reachable = make(map[uuid.UUID]struct{})
 	ss.bcast = ss.newStream(uuid.Nil)
 }
 
@@ -463,14 +461,12 @@ func (ss *streams) checkRestart(origin uuid.UUID, epoch uint64) {
 	ss.epochs[origin] = epoch
 }
 
-// reachabilityChanged makes newly reachable nodes targets of the broadcasts
-// in flight.
+// reachabilityChanged makes nodes that became reachable targets of the
+// broadcasts in flight, those that were reachable before and came back
+// included (a message already confirmed by them is left alone).
 func (ss *streams) reachabilityChanged() {
-	for _, id := range ss.c.rt.Reachable() {
-		if _, ok := ss.reachable[id]; !ok {
-			ss.reachable[id] = struct{}{}
-			ss.bcast.snd.AddTarget(id)
-		}
+	for _, id := range ss.c.rt.TakeGained() {
+		ss.bcast.snd.AddTarget(id)
 	}
 }
 
@@ -494,7 +490,6 @@ func (ss *streams) forget(id uuid.UUID) {
 	ss.pump(ss.bcast)
 	delete(ss.rx, rxKey{src: id})
 	delete(ss.rx, rxKey{src: id, bcast: true})
-	delete(ss.reachable, id)
 	delete(ss.epochs, id)
 	ss.unpark()
 }

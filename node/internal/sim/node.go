@@ -324,7 +324,7 @@ func (n *Node) arm() {
 	if !d.After(s.now) {
 		n.ticksNow++
 		if n.ticksNow > 10_000 {
-			panic(fmt.Sprintf("sim: %s: deadline stuck at %v", n.short(), d))
+			panic(fmt.Sprintf("sim: %s: deadline stuck at %v: %s", n.short(), d, n.core.DeadlineParts()))
 		}
 	} else {
 		n.ticksNow = 0

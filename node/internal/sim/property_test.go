@@ -42,8 +42,8 @@ func envInt(t *testing.T, name string, def int) int {
 //
 // SIM_SEEDS sets how many runs (default 20; `make soak` runs thousands),
 // SIM_BUDGET bounds the wall time in seconds (default 60). Each run is a
-// subtest named by its seed: MESH_SEED=<base> with -run
-// 'TestSimProperty/<seed>$' replays one.
+// subtest named by its seed; a failing one prints the command that replays
+// it alone (MESH_SEED=<seed> SIM_SEEDS=1).
 func TestSimProperty(t *testing.T) {
 	base := testutil.Seed(t)
 	runs := envInt(t, "SIM_SEEDS", 20)
@@ -70,7 +70,8 @@ func propertyRun(t *testing.T, seed uint64) {
 	}
 	defer func() {
 		if t.Failed() {
-			t.Logf("seed %d; last trace lines:\n%s", seed, strings.Join(trace, "\n"))
+			t.Logf("replay: MESH_SEED=%d SIM_SEEDS=1 go test -run '^TestSimProperty$' ./node/internal/sim/\nlast trace lines:\n%s",
+				seed, strings.Join(trace, "\n"))
 		}
 	}()
 	r := s.Rand()

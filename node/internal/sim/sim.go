@@ -328,3 +328,17 @@ func (s *Sim) newID() uuid.UUID {
 	id[8] = id[8]&0x3f | 0x80
 	return id
 }
+
+// RunUntilEvery runs events until cond holds, checking it every period of
+// virtual time (for conditions too costly to check after every event), or
+// until limit has passed; it reports whether cond held.
+func (s *Sim) RunUntilEvery(limit, period time.Duration, cond func() bool) bool {
+	end := s.now.Add(limit)
+	for !s.now.After(end) {
+		if cond() {
+			return true
+		}
+		s.Run(period)
+	}
+	return cond()
+}
