@@ -62,14 +62,16 @@ func (c *chart) save(dir string) ([]string, error) {
 		p.Legend.Add(name, bars)
 	}
 	p.NominalX(c.groups...)
+	p.X.Min, p.X.Max = -0.6, float64(len(c.groups))-0.4 // room for the outer groups' bars
 	if c.logY && hi > 0 {
 		p.Y.Scale = clampedLog{}
 		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+		// Room above the tallest bar for the legend, top right.
 		p.Y.Min = math.Pow(10, math.Floor(math.Log10(lo)))
-		p.Y.Max = math.Pow(10, math.Ceil(math.Log10(hi*1.5)))
+		p.Y.Max = math.Pow(10, math.Ceil(math.Log10(hi*4)))
 	} else {
 		p.Y.Min = 0
-		p.Y.Max = hi * 1.25
+		p.Y.Max = hi * 1.45
 	}
 	var files []string
 	for _, ext := range []string{".svg", ".png"} {
