@@ -22,6 +22,8 @@
 //	GET  /v1/recv          Server-Sent Events: received messages; ?events=1 adds node events
 //	POST /v1/connect       {"addr": "host:port"}: open an edge to the node at a transport address
 //	GET  /v1/openapi.json  the OpenAPI 3.1 description of the API
+//	GET  /v1/live          Server-Sent Events for the topology page: snapshots and node events
+//	GET  /ui/              the live topology page (embedded, no external resources)
 //
 // Errors are JSON {"error": "..."} with a 4xx or 5xx status, unknown paths
 // included (404), as are wrong methods (405, with Allow). POST bodies must
@@ -40,6 +42,11 @@ import _ "embed" // openapi.json
 //
 //go:embed openapi.json
 var openAPI []byte
+
+// topologyPage is the live topology page, GET /ui/.
+//
+//go:embed topology.html
+var topologyPage []byte
 
 // OpenAPI returns the OpenAPI 3.1 document that describes the API, as JSON.
 func OpenAPI() []byte { return append([]byte(nil), openAPI...) }

@@ -15,9 +15,10 @@ type sseItem struct {
 
 // subscriber is one open /v1/recv stream.
 type subscriber struct {
-	ch      chan sseItem
-	events  bool          // wants node events as well as messages
-	dropped atomic.Uint64 // items dropped since the stream was last told
+	ch       chan sseItem
+	events   bool          // wants node events
+	messages bool          // wants messages
+	dropped  atomic.Uint64 // items dropped since the stream was last told
 }
 
 // hub fans items out to subscribers without ever blocking the publisher: an
@@ -42,7 +43,7 @@ func newHub(max, buf int) *hub {
 	return &hub{max: max, buf: buf, done: make(chan struct{}), subs: map[*subscriber]struct{}{}}
 }
 
-func (h *hub) subscribe(events bool) (*subscriber, error) {
+func (h *hub) subscribe(events, messages bool) (*subscriber, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -51,7 +52,7 @@ func (h *hub) subscribe(events bool) (*subscriber, error) {
 	if len(h.subs) >= h.max {
 		return nil, errTooManyStreams
 	}
-	s := &subscriber{ch: make(chan sseItem, h.buf), events: events}
+	s := &subscriber{ch: make(chan sseItem, h.buf), events: events, messages: messages}
 	h.subs[s] = struct{}{}
 	return s, nil
 }
@@ -62,14 +63,14 @@ func (h *hub) unsubscribe(s *subscriber) {
 	delete(h.subs, s)
 }
 
-// publish offers it to every subscriber (only those that asked for events,
-// if event) and returns to how many it was offered.
+// publish offers it to every subscriber that asked for its kind (event or
+// message) and returns to how many it was offered.
 func (h *hub) publish(it sseItem, event bool) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	n := 0
 	for s := range h.subs {
-		if event && !s.events {
+		if event && !s.events || !event && !s.messages {
 			continue
 		}
 		n++

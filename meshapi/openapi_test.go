@@ -72,7 +72,7 @@ func TestOpenAPISchemas(t *testing.T) {
 		"Status": Status{}, "Stats": Stats{}, "APIStats": APIStats{}, "Topology": Topology{}, "NodeInfo": NodeInfo{},
 		"SendRequest": SendRequest{}, "BroadcastRequest": BroadcastRequest{}, "SendResponse": SendResponse{},
 		"ConnectRequest": ConnectRequest{}, "ConnectResponse": ConnectResponse{}, "Message": Message{}, "Event": Event{},
-		"Ready": Ready{}, "Dropped": Dropped{}, "Error": Error{}, "Probe": ops.ProbeResult{},
+		"Ready": Ready{}, "Dropped": Dropped{}, "Error": Error{}, "Probe": ops.ProbeResult{}, "Snapshot": Snapshot{},
 	}
 	for name := range doc.Comps.Schemas {
 		if _, ok := types[name]; !ok {

@@ -75,6 +75,9 @@ type Options struct {
 	// Heartbeat is the interval of SSE comment lines on an idle stream, so
 	// that proxies keep it open and a vanished client is noticed. Default 15s.
 	Heartbeat time.Duration
+	// LiveInterval is how often GET /v1/live sends a snapshot when nothing
+	// changes, for the page's message rates. Default 1s.
+	LiveInterval time.Duration
 	// WriteTimeout bounds each write to a stream (a client that does not
 	// read for that long is disconnected) and the reading of a request
 	// body. Default 10s.
@@ -114,6 +117,9 @@ func (o Options) withDefaults() Options {
 	if o.Heartbeat <= 0 {
 		o.Heartbeat = 15 * time.Second
 	}
+	if o.LiveInterval <= 0 {
+		o.LiveInterval = time.Second
+	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 10 * time.Second
 	}
@@ -145,6 +151,18 @@ func New(n Node, opt Options) *Server {
 	s.Handle("POST /v1/broadcast", http.HandlerFunc(s.broadcast))
 	s.Handle("GET /v1/recv", http.HandlerFunc(s.recv))
 	s.Handle("POST /v1/connect", http.HandlerFunc(s.connect))
+	s.Handle("GET /v1/live", http.HandlerFunc(s.live))
+	s.Handle("GET /ui/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/ui/" {
+			writeError(w, http.StatusNotFound, "no such page: "+r.URL.Path)
+			return
+		}
+		h := w.Header()
+		h.Set("Content-Type", "text/html; charset=utf-8")
+		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		_, _ = w.Write(topologyPage)
+	}))
 	s.Handle("GET /v1/openapi.json", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openAPI)
@@ -502,13 +520,36 @@ func (s *Server) recv(w http.ResponseWriter, r *http.Request) {
 		}
 		events = b
 	}
-	sub, err := s.hub.subscribe(events)
+	ready := sseItem{event: "ready", data: mustJSON(Ready{ID: s.n.ID(), Events: events})}
+	s.stream(w, r, events, true, func() sseItem { return ready }, s.opt.Heartbeat, func() sseItem { return sseItem{} })
+}
+
+// live serves GET /v1/live, the topology page's stream: a snapshot of the
+// node's view (Snapshot) at once, after every event that may change it,
+// and every LiveInterval; node events as they happen; no messages.
+func (s *Server) live(w http.ResponseWriter, r *http.Request) {
+	snap := func() sseItem { return sseItem{event: "snapshot", data: mustJSON(s.snapshot())} }
+	s.stream(w, r, true, false, snap, s.opt.LiveInterval, snap)
+}
+
+// snapshot is the node's view now.
+func (s *Server) snapshot() Snapshot {
+	return Snapshot{Time: time.Now().UTC(), ID: s.n.ID(), Stats: statsOf(s.n.Stats()), Topology: topologyOf(s.n.Topology())}
+}
+
+// stream serves an SSE stream of the hub's items (node events if events,
+// messages if messages): first(), then the items as they come, each node
+// event that may change the topology followed by first() again, and tick()
+// every interval (an empty item is a heartbeat comment). It ends when the
+// client goes, a write fails or times out, or the hub closes.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, events, messages bool, first func() sseItem, interval time.Duration, tick func() sseItem) {
+	sub, err := s.hub.subscribe(events, messages)
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
 	defer s.hub.unsubscribe(sub)
-	s.log.Debug("stream opened", "remote", r.RemoteAddr, "events", events)
+	s.log.Debug("stream opened", "remote", r.RemoteAddr, "path", r.URL.Path, "events", events)
 	defer s.log.Debug("stream closed", "remote", r.RemoteAddr)
 
 	rc := http.NewResponseController(w)
@@ -537,19 +578,22 @@ func (s *Server) recv(w http.ResponseWriter, r *http.Request) {
 		}
 		return true
 	}
-	if !write(sseItem{event: "ready", data: mustJSON(Ready{ID: s.n.ID(), Events: events})}) {
+	if !write(first()) {
 		return
 	}
-	hb := time.NewTicker(s.opt.Heartbeat)
-	defer hb.Stop()
+	tk := time.NewTicker(interval)
+	defer tk.Stop()
 	for {
 		select {
 		case it := <-sub.ch:
 			if !reportDrops() || !write(it) {
 				return
 			}
-		case <-hb.C:
-			if !reportDrops() || !write(sseItem{}) {
+			if !messages && changesTopology(it.event) && !write(first()) {
+				return
+			}
+		case <-tk.C:
+			if !reportDrops() || !write(tick()) {
 				return
 			}
 		case <-r.Context().Done():
@@ -558,6 +602,16 @@ func (s *Server) recv(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// changesTopology reports whether a node event of this SSE type may change
+// the node's view of the mesh.
+func changesTopology(event string) bool {
+	switch event {
+	case node.NeighborUp.String(), node.NeighborDown.String(), node.TopologyChanged.String(), node.Connected.String(), node.Disconnected.String():
+		return true
+	}
+	return false
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -2,6 +2,7 @@ package meshapi
 
 import (
 	"encoding/base64"
+	"time"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -88,6 +89,19 @@ type APIStats struct {
 	// buffer was full (a slow subscriber); the stream is told with a
 	// "dropped" event.
 	StreamDropped uint64 `json:"stream_dropped"`
+}
+
+// Snapshot is the data of a "snapshot" event on GET /v1/live: the node's
+// counters and view of the mesh at one moment.
+type Snapshot struct {
+	// Time is when the snapshot was taken, for rates between two of them.
+	Time time.Time `json:"time"`
+	// ID is the node's UUID.
+	ID uuid.UUID `json:"id"`
+	// Stats are the node's counters.
+	Stats Stats `json:"stats"`
+	// Topology is the node's view of the mesh.
+	Topology Topology `json:"topology"`
 }
 
 // Topology is the body of GET /v1/topology: the node's view of the mesh.
