@@ -103,6 +103,11 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"worker", "--transport", "webrtc", "--serve-signal", "127.0.0.1:0", "--ice-net", "10.0.0.0/33"}, "--ice-net"},
 		{[]string{"worker", "--transport", "webrtc", "--serve-signal", "127.0.0.1:0", "--ice-net", ","}, "--ice-net"},
 		{[]string{"render", "--transport", "webrtc", "--peer-id", "coordinator"}, "embedded mesh names its nodes"},
+		{[]string{"render", "--transport", "webrtc", "--stun", "stun:stun.example.org"}, "embedded mesh names its nodes"},
+		{[]string{"worker", "--stun", "stun:stun.example.org"}, "--stun is for --transport webrtc"},
+		{[]string{"worker", "--signal-key", "k"}, "--signal-key is for --transport webrtc"},
+		{[]string{"worker", "--transport", "webrtc", "--serve-signal", "127.0.0.1:0", "--stun", "http://stun.example.org"}, "--stun"},
+		{[]string{"worker", "--transport", "webrtc", "--serve-signal", "127.0.0.1:0", "--turn", "turn:turn.example.org"}, "--turn-user"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
@@ -241,7 +246,7 @@ func TestClusterOverWebRTC(t *testing.T) {
 	var w2out, w2err testutil.SyncBuffer
 	code2 := make(chan int, 1)
 	go func() {
-		code2 <- run(ctx, []string{"worker", "--transport", "webrtc", "--signal", signal, "--peer-id", "w2", "--join", "w1",
+		code2 <- run(ctx, []string{"worker", "--transport", "webrtc", "--signal", signal, "--signal-key", "s3cret", "--peer-id", "w2", "--join", "w1",
 			"--ice-net", "127.0.0.1", "--slots", "1"}, &w2out, &w2err)
 	}()
 	testutil.WaitFor(t, 10*time.Second, "the second worker to wait for the signalling server", func() bool {
@@ -250,7 +255,7 @@ func TestClusterOverWebRTC(t *testing.T) {
 	var wout, werr testutil.SyncBuffer
 	code := make(chan int, 1)
 	go func() {
-		code <- run(ctx, []string{"worker", "--transport", "webrtc", "--serve-signal", serve, "--peer-id", "w1",
+		code <- run(ctx, []string{"worker", "--transport", "webrtc", "--serve-signal", serve, "--signal-key", "s3cret", "--peer-id", "w1",
 			"--ice-net", "127.0.0.0/8", "--slots", "1"}, &wout, &werr)
 	}()
 	testutil.WaitFor(t, 20*time.Second, "the second worker to join", func() bool { return strings.Contains(w2err.String(), "joined w1") })
@@ -259,7 +264,7 @@ func TestClusterOverWebRTC(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "frame.png")
 	var out, errb bytes.Buffer
-	args := append([]string{"render", "--transport", "webrtc", "--signal", signal, "--join", "w2", "--ice-net", "127.0.0.0/8", "--out", path}, small...)
+	args := append([]string{"render", "--transport", "webrtc", "--signal", signal, "--signal-key", "s3cret", "--join", "w2", "--ice-net", "127.0.0.0/8", "--out", path}, small...)
 	if c := run(ctx, args, &out, &errb); c != 0 {
 		t.Fatalf("render exit %d: %s%s", c, out.String(), errb.String())
 	}

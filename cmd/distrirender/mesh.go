@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	pionwebrtc "github.com/pion/webrtc/v4"
+
 	"github.com/distrirender/distrirender/internal/rtcsetup"
 	"github.com/distrirender/distrirender/node"
 	"github.com/distrirender/distrirender/render"
@@ -31,7 +33,7 @@ const (
 )
 
 // webrtcFlags are the flags only --transport webrtc takes.
-var webrtcFlags = []string{"signal", "serve-signal", "peer-id", "ice-net"}
+var webrtcFlags = []string{"signal", "serve-signal", "peer-id", "ice-net", "signal-key", "stun", "turn", "turn-user", "turn-password"}
 
 // meshFlags are the flags every command has.
 type meshFlags struct {
@@ -42,7 +44,12 @@ type meshFlags struct {
 	serveSignal string
 	peerID      string
 	iceNet      string
-	ice         func(net.IP) bool // --ice-net, parsed
+	signalKey   string
+	stun, turn  string
+	turnUser    string
+	turnPass    string
+	iceServers  []pionwebrtc.ICEServer // --stun and --turn, parsed
+	ice         func(net.IP) bool      // --ice-net, parsed
 	slots       int
 	verbose     bool
 	fs          *flag.FlagSet
@@ -57,6 +64,11 @@ func (m *meshFlags) register(fs *flag.FlagSet, listenHelp string) {
 	fs.StringVar(&m.serveSignal, "serve-signal", "", "webrtc cluster: serve the cluster's PeerJS signalling server in this process, on TCP `HOST:PORT` (e.g. 0.0.0.0:9000); give it to one node, the others --signal http://ITS-ADDRESS:PORT/")
 	fs.StringVar(&m.peerID, "peer-id", "", "webrtc cluster: this node's `ID` on the signalling server, which other nodes --join: letters and digits, with - or _ between (default: one the server hands out)")
 	fs.StringVar(&m.iceNet, "ice-net", "", "webrtc cluster: the networks whose addresses the data channels may use, `CIDR[,...]`, e.g. 192.168.1.0/24 (default: every address but link-local ones)")
+	fs.StringVar(&m.signalKey, "signal-key", "", "webrtc cluster: the PeerJS server's API `KEY`, the same for every node and the --serve-signal server (default \"peerjs\")")
+	fs.StringVar(&m.stun, "stun", "", "webrtc cluster: STUN servers for NAT traversal, `URL[,...]`, e.g. stun:stun.example.org:3478 (default: none)")
+	fs.StringVar(&m.turn, "turn", "", "webrtc cluster: TURN relays, `URL[,...]`, e.g. turn:turn.example.org:3478?transport=udp, with --turn-user and --turn-password")
+	fs.StringVar(&m.turnUser, "turn-user", "", "webrtc cluster: the `NAME` to give the --turn servers")
+	fs.StringVar(&m.turnPass, "turn-password", "", "webrtc cluster: the `SECRET` to give the --turn servers")
 	fs.IntVar(&m.slots, "slots", 0, fmt.Sprintf("tiles each worker renders at once (default GOMAXPROCS, %d here; at most %d)", runtime.GOMAXPROCS(0), render.MaxSlots))
 	fs.BoolVar(&m.verbose, "v", false, "log what the nodes and the job protocol do")
 }
@@ -114,7 +126,23 @@ func (m *meshFlags) validate() error {
 		}
 		m.ice = f
 	}
+	servers, err := rtcsetup.ICEServers(splitList(m.stun), splitList(m.turn), m.turnUser, m.turnPass)
+	if err != nil {
+		return usageError{error: err}
+	}
+	m.iceServers = servers
 	return nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for s := range strings.SplitSeq(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // set reports whether the flag was given on the command line.
@@ -143,9 +171,11 @@ type nodeSpec struct {
 	mem    *memory.Network // memory: the network
 	// name is the node's address on mem, or its webrtc peer ID ("": one
 	// the signalling server hands out).
-	name   string
-	signal string            // webrtc: the signalling server's URL
-	ice    func(net.IP) bool // webrtc: the addresses ICE may use (nil: loopback)
+	name    string
+	signal  string                 // webrtc: the signalling server's URL
+	key     string                 // webrtc: the signalling server's API key ("": the default)
+	ice     func(net.IP) bool      // webrtc: the addresses ICE may use (nil: loopback)
+	servers []pionwebrtc.ICEServer // webrtc: STUN and TURN servers
 	// waitSignal has a webrtc node wait for an unreachable signalling
 	// server, for at most signalPatience (0: no limit).
 	waitSignal     bool
@@ -166,12 +196,12 @@ func (m *meshFlags) clusterSpec(stderr io.Writer, log *slog.Logger) (spec nodeSp
 	if m.signal == "" && m.serveSignal == "" {
 		return spec, stop, usagef("a webrtc cluster needs a PeerJS signalling server: --signal URL of a running one, or --serve-signal HOST:PORT to serve one in this process")
 	}
-	spec = nodeSpec{kind: m.transport, name: m.peerID, signal: m.signal, ice: m.ice, signalHint: m.signal, waitSignal: true}
+	spec = nodeSpec{kind: m.transport, name: m.peerID, signal: m.signal, key: m.signalKey, ice: m.ice, servers: m.iceServers, signalHint: m.signal, waitSignal: true}
 	if spec.ice == nil {
 		spec.ice = rtcsetup.ClusterICE
 	}
 	if m.serveSignal != "" {
-		srv, err := rtcsetup.Serve(m.serveSignal, log.With("component", "signal"))
+		srv, err := rtcsetup.ServeKey(m.serveSignal, m.signalKey, log.With("component", "signal"))
 		if err != nil {
 			return spec, stop, fmt.Errorf("--serve-signal: %w", err)
 		}
@@ -208,7 +238,7 @@ func newTransport(ctx context.Context, s nodeSpec, log *slog.Logger) (transport.
 		if !log.Enabled(ctx, slog.LevelDebug) {
 			tlog = slog.New(rtcsetup.QuietPion(log.Handler()))
 		}
-		cfg := webrtc.Config{Server: s.signal, ID: s.name, IPFilter: s.ice, Logger: tlog}
+		cfg := webrtc.Config{Server: s.signal, Key: s.key, ID: s.name, IPFilter: s.ice, ICEServers: s.servers, Logger: tlog}
 		if s.waitSignal {
 			return rtcsetup.Open(ctx, cfg, s.signalPatience, log)
 		}

@@ -93,8 +93,8 @@ func cmdRender(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usagef("--workers is for the embedded mesh; a cluster's workers are started with \"distrirender worker\"")
 	case !embedded && o.transport == transportMemory:
 		return usagef("the memory transport exists only inside one process: use it without --join and --listen")
-	case embedded && (o.set("peer-id") || o.set("ice-net")):
-		return usagef("--peer-id and --ice-net are for a webrtc cluster node (with --join, --signal or --serve-signal): the embedded mesh names its nodes and stays on loopback")
+	case embedded && (o.set("peer-id") || o.set("ice-net") || o.set("signal-key") || o.set("stun") || o.set("turn") || o.set("turn-user") || o.set("turn-password")):
+		return usagef("--peer-id, --ice-net, --signal-key, --stun and --turn are for a webrtc cluster node (with --join, --signal or --serve-signal): the embedded mesh names its nodes and stays on loopback")
 	}
 	switch o.progress {
 	case "auto", "on", "off":
