@@ -55,6 +55,8 @@ func TestDaemonOps(t *testing.T) {
 		{joiner, "/debug/pprof/cmdline", http.StatusOK},
 		{seed, "/debug/pprof/", http.StatusNotFound},
 		{seed, "/metricz", http.StatusNotFound},
+		{seed, "/ui/", http.StatusOK},
+		{seed, "/v1/openapi.json", http.StatusOK},
 	}
 	for _, c := range cases {
 		if code, body := c.d.httpGet(t, c.path); code != c.code {
