@@ -15,8 +15,8 @@ import (
 	"github.com/libp2p/zeroconf/v2"
 	"go.uber.org/goleak"
 
-	"github.com/distrirender/distrirender/meshapi"
 	"github.com/distrirender/distrirender/internal/testutil"
+	"github.com/distrirender/distrirender/meshapi"
 	"github.com/distrirender/distrirender/node"
 	"github.com/distrirender/distrirender/transport"
 	"github.com/distrirender/distrirender/transport/memory"

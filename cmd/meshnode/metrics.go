@@ -6,8 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/distrirender/distrirender/meshapi"
 	"github.com/distrirender/distrirender/internal/ops"
+	"github.com/distrirender/distrirender/meshapi"
 	"github.com/distrirender/distrirender/node"
 )
 

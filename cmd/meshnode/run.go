@@ -15,9 +15,9 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/distrirender/distrirender/meshapi"
 	"github.com/distrirender/distrirender/internal/ops"
 	"github.com/distrirender/distrirender/internal/rtcsetup"
+	"github.com/distrirender/distrirender/meshapi"
 	"github.com/distrirender/distrirender/node"
 )
 

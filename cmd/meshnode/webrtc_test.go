@@ -11,8 +11,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/distrirender/distrirender/meshapi"
 	"github.com/distrirender/distrirender/internal/testutil"
+	"github.com/distrirender/distrirender/meshapi"
 )
 
 // runProc is `meshnode run` in this process, through realMain.
