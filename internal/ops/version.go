@@ -38,7 +38,11 @@ func versionOf(program string, info *debug.BuildInfo) string {
 		if settings["vcs.modified"] == "true" {
 			rev += "+dirty"
 		}
-		parts = append(parts, "revision "+rev)
+		// Go 1.24 and later make a pseudo-version from the revision: say it
+		// once.
+		if !strings.Contains(version, strings.TrimSuffix(rev, "+dirty")) {
+			parts = append(parts, "revision "+rev)
+		}
 	}
 	if t := settings["vcs.time"]; t != "" {
 		parts = append(parts, t)

@@ -17,6 +17,9 @@ func TestVersionOf(t *testing.T) {
 		{"dirty tree", debug.BuildInfo{GoVersion: "go1.26.8", Settings: []debug.BuildSetting{
 			{Key: "vcs.revision", Value: "81366a1"}, {Key: "vcs.modified", Value: "true"},
 		}}, "meshnode (devel) revision 81366a1+dirty go1.26.8"},
+		{"go build from a clone, Go 1.24 and later", debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "v0.0.0-20261205020340-74da89741d0e+dirty"},
+			Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "74da89741d0e1234"}, {Key: "vcs.time", Value: "2026-12-05T02:03:40Z"}, {Key: "vcs.modified", Value: "true"}}},
+			"meshnode v0.0.0-20261205020340-74da89741d0e+dirty 2026-12-05T02:03:40Z go1.26.8"},
 		{"go install module@version", debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "v0.1.0"}},
 			"meshnode v0.1.0 go1.26.8"},
 	}
