@@ -378,7 +378,8 @@ func TestUnknownEnv(t *testing.T) {
 }
 
 // TestContribConfig checks that the example config of contrib/systemd is
-// one meshnode accepts.
+// one meshnode accepts, and that the unit, the licence and the changelog
+// are there.
 func TestContribConfig(t *testing.T) {
 	c, err := parseRun(t, []string{"--config", "../../contrib/systemd/meshnode.json"}, nil)
 	if err == nil {
@@ -397,6 +398,17 @@ func TestContribConfig(t *testing.T) {
 	for _, want := range []string{"ExecStart=/usr/local/bin/meshnode run --config /etc/meshnode.json", "RestartPreventExitStatus=2", "StateDirectory=meshnode"} {
 		if !strings.Contains(string(unit), want) {
 			t.Errorf("meshnode.service lacks %q", want)
+		}
+	}
+	// The files a release needs beside it, and where the README points.
+	for file, want := range map[string]string{
+		"../../LICENSE":      "MIT License\n\nCopyright (c) The Distrirender authors",
+		"../../CHANGELOG.md": "## Unreleased",
+		"../../README.md":    "contrib/systemd/",
+	} {
+		b, err := os.ReadFile(file)
+		if err != nil || !strings.Contains(string(b), want) {
+			t.Errorf("%s: %v, or it lacks %q", file, err, want)
 		}
 	}
 }
