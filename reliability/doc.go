@@ -38,7 +38,8 @@
 //     and reports the Failures to the application;
 //   - calls AddTarget / RemoveTarget on the broadcast sender as nodes appear
 //     and disappear, and RemoveTarget (or drops the Sender after FailAll) when
-//     a unicast destination is gone, or Blocked names it for long.
+//     a unicast destination is gone, or when Stuck (checked after each Tick)
+//     names it: it held the window back for the whole retry budget.
 //
 // docs/PROTOCOL.md (Part 4) specifies the state machines.
 package reliability

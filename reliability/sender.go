@@ -128,6 +128,10 @@ type Sender struct {
 	timers int       // pending copies (each has a retransmission timer)
 	heap   timerHeap // their deadlines, plus stale items
 	ord    uint64    // next timerItem.ord
+
+	blockedBy    uuid.UUID // the target Blocked named at the last Tick
+	blockedSince time.Time // since when it has, as far as Ticks saw
+	lastTick     time.Time
 }
 
 // NewSender returns an empty sender for a stream of the given epoch (the
@@ -373,12 +377,15 @@ func (s *Sender) Tick(now time.Time) (resend []Retransmit, failed []Failure) {
 		t.probes++
 		t.probeAt = now.Add(s.backoff(t.rto, t.probes+1))
 	}
+	s.noteBlocked(now)
+	s.lastTick = now
 	return resend, failed
 }
 
-// Deadline returns the earliest time at which Tick has work, and false if no
-// timer is running. A zero or past time means "Tick now" (after AddTarget the
-// new target's first transmissions are due at once).
+// Deadline returns the earliest time at which Tick has work, or at which
+// Stuck will name a target, and false if no timer is running. A zero or past
+// time means "Tick now" (after AddTarget the new target's first
+// transmissions are due at once).
 func (s *Sender) Deadline() (time.Time, bool) {
 	s.prune()
 	var best time.Time
@@ -391,7 +398,44 @@ func (s *Sender) Deadline() (time.Time, bool) {
 			best, found = t.probeAt, true
 		}
 	}
+	// The moment Stuck will name a target, unless a Tick has passed it:
+	// then Stuck names it already, and it is the caller's to act on.
+	if at := s.blockedSince.Add(s.StuckAfter()); s.blockedBy != uuid.Nil && at.After(s.lastTick) {
+		if !found || at.Before(best) {
+			best, found = at, true
+		}
+	}
 	return best, found
+}
+
+// StuckAfter is how long one target may hold the window back (Blocked)
+// before Stuck names it: as long as the whole retry budget takes, MaxRTO ×
+// (MaxRetries+1).
+func (s *Sender) StuckAfter() time.Duration {
+	return s.cfg.MaxRTO * time.Duration(s.cfg.MaxRetries+1)
+}
+
+// Stuck names the target that has held the window back (Blocked) for
+// StuckAfter or longer, as seen by the Ticks up to now: it cannot be
+// reached, and the caller gives up on it (RemoveTarget, or a new stream).
+// Blocking is noticed at Tick, so call Stuck after Tick.
+func (s *Sender) Stuck(now time.Time) (uuid.UUID, bool) {
+	s.noteBlocked(now)
+	if s.blockedBy == uuid.Nil || now.Sub(s.blockedSince) < s.StuckAfter() {
+		return uuid.Nil, false
+	}
+	return s.blockedBy, true
+}
+
+// noteBlocked follows which target Blocked names, and since when.
+func (s *Sender) noteBlocked(now time.Time) {
+	id, ok := s.Blocked()
+	switch {
+	case !ok:
+		s.blockedBy = uuid.Nil
+	case id != s.blockedBy:
+		s.blockedBy, s.blockedSince = id, now
+	}
 }
 
 // AddTarget makes id a target of every message in flight that does not

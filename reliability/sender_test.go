@@ -573,6 +573,7 @@ func TestSenderBlockedSyncProbe(t *testing.T) {
 	}
 	var failed int
 	var probes []time.Time
+	var stuck time.Time
 	for len(probes) < 8 {
 		dl, ok := s.Deadline()
 		if !ok {
@@ -582,6 +583,18 @@ func TestSenderBlockedSyncProbe(t *testing.T) {
 		failed += len(f)
 		if failed < 10 {
 			continue
+		}
+		if len(resend) == 0 {
+			// The one timer that sends nothing: the whole retry budget
+			// after the block began, Stuck names the target.
+			if id, ok := s.Stuck(dl); !ok || id != nodeA || !stuck.IsZero() {
+				t.Fatalf("at %v: Stuck = %v, %v (already at %v)", dl.Sub(t0), id, ok, stuck)
+			}
+			stuck = dl
+			continue
+		}
+		if id, ok := s.Stuck(dl); ok != !stuck.IsZero() {
+			t.Fatalf("at %v: Stuck = %v, %v", dl.Sub(t0), id, ok)
 		}
 		// Sync probes carry the head message, back off, and never fail.
 		if len(resend) != 1 || resend[0].Target != nodeA || resend[0].Packet.Seq != 5 || resend[0].Packet.Base != 5 {
@@ -598,6 +611,9 @@ func TestSenderBlockedSyncProbe(t *testing.T) {
 	}
 	if gap := probes[7].Sub(probes[6]); gap != time.Second {
 		t.Fatalf("sync probe interval %v, want MaxRTO", gap)
+	}
+	if stuck.IsZero() {
+		t.Fatal("Stuck never named the target that blocks the window")
 	}
 	// The target comes back: one probe resynchronises it.
 	dl, _ := s.Deadline()

@@ -36,11 +36,14 @@ func (ls *linkState) applyStates(from *peer, sl message.StateList) {
 	c := ls.c
 	var fwd message.StateList
 	for _, s := range sl {
+		prev, known := c.rt.Epoch(s.Origin)
 		v, err := c.rt.ApplyState(c.now, s)
 		switch v {
 		case routing.Accepted:
 			fwd = append(fwd, s)
-			c.streams.checkRestart(s.Origin, s.Epoch)
+			if known && s.Epoch > prev {
+				c.streams.restarted(s.Origin)
+			}
 		case routing.Rejected:
 			c.hostile(from.id, "network_state", err)
 		}

@@ -14,14 +14,10 @@ import (
 
 // outStream is this node's stream to one destination, or its broadcast stream.
 type outStream struct {
-	dst      uuid.UUID // uuid.Nil for the broadcast stream
-	dstEpoch uint64    // the destination's epoch when last seen; 0 if unknown
-
-	blockedBy    uuid.UUID // the target holding the window back (Sender.Blocked)
-	blockedSince time.Time
-	targets      []uuid.UUID // {dst} for unicast, reused for every Push
-	snd          *reliability.Sender
-	backlog      fifo
+	dst     uuid.UUID   // uuid.Nil for the broadcast stream
+	targets []uuid.UUID // {dst} for unicast, reused for every Push
+	snd     *reliability.Sender
+	backlog fifo
 }
 
 // rxKey names an incoming stream: a source's unicast or broadcast stream.
@@ -45,8 +41,7 @@ type streams struct {
 	blocked []rxKey // streams with deliveries waiting for inbound room
 	room    int     // deliveries the inbound queue can take
 
-	resets uint64               // stream resets so far: new stream epochs
-	epochs map[uuid.UUID]uint64 // last epoch seen per origin, to notice restarts
+	resets uint64 // stream resets so far: new stream epochs
 }
 
 func (ss *streams) init(c *Core) {
@@ -54,7 +49,6 @@ func (ss *streams) init(c *Core) {
 	ss.out = make(map[uuid.UUID]*outStream)
 	ss.rx = make(map[rxKey]*reliability.Receiver)
 	ss.ackSet = make(map[rxKey]struct{})
-	ss.epochs = make(map[uuid.UUID]uint64)
 	ss.bcast = ss.newStream(uuid.Nil)
 }
 
@@ -67,7 +61,6 @@ func (ss *streams) newStream(dst uuid.UUID) *outStream {
 	}
 	if dst != uuid.Nil {
 		s.targets = []uuid.UUID{dst}
-		s.dstEpoch, _ = c.rt.Epoch(dst)
 	}
 	return s
 }
@@ -346,9 +339,6 @@ func (ss *streams) streamDeadline(d time.Time, s *outStream) time.Time {
 	if t.Before(ss.c.now) {
 		t = ss.c.now // a zero time means "tick now": a target was just added
 	}
-	if s.blockedBy != uuid.Nil {
-		t = minTime(t, s.blockedSince.Add(ss.blockLimit()))
-	}
 	return minTime(d, t)
 }
 
@@ -361,7 +351,6 @@ func (ss *streams) tick() {
 
 func (ss *streams) tickStream(s *outStream) {
 	c := ss.c
-	ss.checkBlocked(s)
 	resend, failed := s.snd.Tick(c.now)
 	for _, r := range resend {
 		c.stats.Retransmits++
@@ -374,6 +363,7 @@ func (ss *streams) tickStream(s *outStream) {
 		ss.pump(s)
 		ss.unpark()
 	}
+	ss.checkStuck(s)
 }
 
 func (ss *streams) report(s *outStream, f reliability.Failure) {
@@ -392,38 +382,20 @@ func (ss *streams) resetStream(s *outStream, cause error) {
 	}
 	ss.resets++
 	s.snd = reliability.NewSender(ss.c.cfg.Rel, ss.c.cfg.Epoch+ss.resets)
-	s.blockedBy = uuid.Nil
 	ss.pump(s)
 	ss.unpark()
 }
 
-// blockLimit is how long one target may hold a stream's window back before
-// it is given up on: as long as the whole retry budget takes.
-func (ss *streams) blockLimit() time.Duration {
-	rc := ss.c.cfg.Rel
-	return rc.MaxRTO * time.Duration(rc.MaxRetries+1)
-}
-
-// checkBlocked gives up on a target that has held a stream's window back
-// (reliability.Sender.Blocked) for longer than the whole retry budget takes:
-// it cannot be reached. A unicast stream is reset; the broadcast stream drops
+// checkStuck gives up on a target that has held a stream's window back for
+// longer than the whole retry budget takes (reliability.Sender.Stuck): it
+// cannot be reached. A unicast stream is reset; the broadcast stream drops
 // the target. Either way the messages concerned are reported failed.
-func (ss *streams) checkBlocked(s *outStream) {
-	c := ss.c
-	id, ok := s.snd.Blocked()
-	switch {
-	case !ok:
-		s.blockedBy = uuid.Nil
-		return
-	case id != s.blockedBy:
-		s.blockedBy, s.blockedSince = id, c.now
+func (ss *streams) checkStuck(s *outStream) {
+	id, ok := s.snd.Stuck(ss.c.now)
+	if !ok {
 		return
 	}
-	limit := ss.blockLimit()
-	if c.now.Sub(s.blockedSince) < limit {
-		return
-	}
-	cause := fmt.Errorf("%w: %s held the stream back for %v", reliability.ErrRetriesExhausted, id, limit)
+	cause := fmt.Errorf("%w: %s held the stream back for %v", reliability.ErrRetriesExhausted, id, s.snd.StuckAfter())
 	if s.dst != uuid.Nil {
 		ss.resetStream(s, cause)
 		return
@@ -431,34 +403,26 @@ func (ss *streams) checkBlocked(s *outStream) {
 	for _, f := range s.snd.RemoveTarget(id, cause) {
 		ss.report(s, f)
 	}
-	s.blockedBy = uuid.Nil
 	ss.pump(s)
 	ss.unpark()
 }
 
-// checkRestart resets what this node was sending to origin when its link
-// state shows a new epoch: messages in flight may have reached its previous
-// life, so they are reported failed (ErrPeerRestarted); what was still in
-// the backlog goes to the new life on a new stream, whose larger stream
-// epoch makes the receiver drop anything left of the old one.
-func (ss *streams) checkRestart(origin uuid.UUID, epoch uint64) {
+// restarted resets what this node was sending to origin, whose link state
+// shows a new epoch: messages in flight may have reached its previous life,
+// so they are reported failed (ErrPeerRestarted); what was still in the
+// backlog goes to the new life on a new stream, whose larger stream epoch
+// makes the receiver drop anything left of the old one. The broadcast
+// stream drops the old life as a target; the new one is added when routes
+// show it.
+func (ss *streams) restarted(origin uuid.UUID) {
 	if s := ss.out[origin]; s != nil {
-		switch {
-		case s.dstEpoch == 0:
-			s.dstEpoch = epoch
-		case epoch > s.dstEpoch:
-			s.dstEpoch = epoch
-			ss.resetStream(s, ErrPeerRestarted)
-		}
+		ss.resetStream(s, ErrPeerRestarted)
 	}
-	if last, ok := ss.epochs[origin]; ok && epoch > last {
-		for _, f := range ss.bcast.snd.RemoveTarget(origin, ErrPeerRestarted) {
-			ss.report(ss.bcast, f)
-		}
-		ss.pump(ss.bcast)
-		ss.unpark()
+	for _, f := range ss.bcast.snd.RemoveTarget(origin, ErrPeerRestarted) {
+		ss.report(ss.bcast, f)
 	}
-	ss.epochs[origin] = epoch
+	ss.pump(ss.bcast)
+	ss.unpark()
 }
 
 // reachabilityChanged makes nodes that became reachable targets of the
@@ -490,7 +454,6 @@ func (ss *streams) forget(id uuid.UUID) {
 	ss.pump(ss.bcast)
 	delete(ss.rx, rxKey{src: id})
 	delete(ss.rx, rxKey{src: id, bcast: true})
-	delete(ss.epochs, id)
 	ss.unpark()
 }
 
