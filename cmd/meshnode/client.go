@@ -45,7 +45,7 @@ func cmdClient(ctx context.Context, cmd string, args []string, stdin io.Reader, 
 		return usageError{fmt.Errorf("want %d arguments, got %d (see meshnode help)", want, len(pos))}
 	}
 	cl := meshapi.NewClient(*api)
-	err = runClient(ctx, cmd, cl, pos, stdin, stdout, *asJSON, events)
+	err = runClient(ctx, cmd, cl, pos, stdin, stdout, stderr, *asJSON, events)
 	var dial *net.OpError
 	if errors.As(err, &dial) && dial.Op == "dial" {
 		return fmt.Errorf("no meshnode API at %s: is \"meshnode run\" running there? (--api or MESHNODE_API names it): %w", *api, err)
@@ -54,11 +54,11 @@ func cmdClient(ctx context.Context, cmd string, args []string, stdin io.Reader, 
 }
 
 // runClient runs client command cmd with its positional arguments pos.
-func runClient(ctx context.Context, cmd string, cl *meshapi.Client, pos []string, stdin io.Reader, stdout io.Writer, asJSONFlag bool, events *bool) error {
+func runClient(ctx context.Context, cmd string, cl *meshapi.Client, pos []string, stdin io.Reader, stdout, stderr io.Writer, asJSONFlag bool, events *bool) error {
 	asJSON := &asJSONFlag
 	var err error
 	if cmd == "recv" {
-		return recv(ctx, cl, *events, *asJSON, stdout)
+		return recv(ctx, cl, *events, *asJSON, stdout, stderr)
 	}
 	ctx, cancel := context.WithTimeout(ctx, clientTimeout)
 	defer cancel()
@@ -129,9 +129,11 @@ func runClient(ctx context.Context, cmd string, cl *meshapi.Client, pos []string
 	return enc.Encode(out)
 }
 
-// recv prints a node's received messages (and events) until ctx ends, which
-// is a normal exit.
-func recv(ctx context.Context, cl *meshapi.Client, events, asJSON bool, stdout io.Writer) error {
+// recv prints a node's received messages (and events) until ctx ends or the
+// daemon ends the stream (it stopped, as systemctl stop does), both normal
+// exits, said on stderr in the second case. A stream cut otherwise is an
+// error.
+func recv(ctx context.Context, cl *meshapi.Client, events, asJSON bool, stdout, stderr io.Writer) error {
 	err := cl.Stream(ctx, events, func(ev meshapi.StreamEvent) error {
 		if asJSON {
 			// One JSON object per line: {"type": ..., "data": {...}}.
@@ -156,7 +158,8 @@ func recv(ctx context.Context, cl *meshapi.Client, events, asJSON bool, stdout i
 		return nil
 	}
 	if errors.Is(err, io.EOF) {
-		return errors.New("the node closed the stream")
+		fmt.Fprintln(stderr, "meshnode recv: the node ended the stream: it stopped")
+		return nil
 	}
 	return err
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -62,5 +63,28 @@ func TestDaemonOps(t *testing.T) {
 		if code, body := c.d.httpGet(t, c.path); code != c.code {
 			t.Errorf("%s: %d, want %d: %.200s", c.path, code, c.code, body)
 		}
+	}
+}
+
+// TestRecvDaemonStops checks that recv ends cleanly, saying why, when its
+// daemon stops.
+func TestRecvDaemonStops(t *testing.T) {
+	mem := memory.NewNetwork(memory.Config{Seed: 1})
+	defer mem.Close()
+	d := startInproc(t, mem, "a", runConfig{Listen: "a", MaxConnections: 10})
+	var out, errb testutil.SyncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- realMain(context.Background(), []string{"recv", "--api", strings.TrimPrefix(d.api.BaseURL, "http://")}, nil, &out, &errb, nil)
+	}()
+	testutil.WaitFor(t, 5*time.Second, "recv to open its stream", func() bool { return strings.Contains(out.String(), "# receiving as") })
+	d.stop(t)
+	select {
+	case code := <-done:
+		if code != exitOK || !strings.Contains(errb.String(), "the node ended the stream") {
+			t.Errorf("exit %d, stderr %q", code, errb.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("recv did not end when its daemon stopped")
 	}
 }
