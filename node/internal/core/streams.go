@@ -231,12 +231,17 @@ func (ss *streams) onData(p *peer, m message.Message, bcast bool, body []byte) r
 		ss.ackNeeded(k)
 	case reliability.Duplicate:
 		c.stats.Duplicates++
+		// A duplicate may still move the delivery point (its base says the
+		// sender gave up on what is missing): deliver what is now in order
+		// (PROTOCOL Part 4 §9).
+		ss.deliver(k, rx)
 		// Flood copies arrive once per neighbour; only a copy sent to us
 		// directly (a retransmission) asks for a new ack.
 		if !bcast || m.Header.Target == c.cfg.ID {
 			ss.ackNeeded(k)
 		}
 	case reliability.OutOfWindow:
+		ss.deliver(k, rx)
 		ss.ackNeeded(k)
 	}
 	return v
