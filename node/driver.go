@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -461,6 +462,7 @@ type handshake struct {
 	hello message.Hello
 	addr  string
 	dial  bool
+	early []inFrame // frames that overtook the welcome (dial)
 
 	done chan struct{}
 	adm  core.Admission
@@ -487,6 +489,9 @@ func (n *Node) onHandshake(now time.Time, h *handshake) {
 	switch {
 	case h.err == nil:
 		n.links[l.id] = l
+		for _, f := range h.early {
+			n.core.Frame(now, l.id, f.m, f.frame)
+		}
 		n.start(l)
 	case errors.Is(h.err, ErrDuplicateEdge):
 		n.links[l.id] = l // the core closes it after the handshake timeout
@@ -529,7 +534,7 @@ func (n *Node) acceptHandshake(e transport.Edge) {
 	defer n.wg.Done()
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.core.Handshake)
 	defer cancel()
-	m, hello, err := n.readHello(ctx, e, message.TypeHello)
+	m, hello, err := n.readHello(ctx, e)
 	if err != nil {
 		n.log.Debug("incoming handshake failed", "remote", e.RemoteAddr(), "err", err)
 		e.Close()
@@ -560,13 +565,18 @@ func (n *Node) control(typ message.Type, body []byte) []byte {
 	return core.HandshakeFrame(n.id, n.epoch, n.cfg.core.HopLimit, typ, body)
 }
 
-// readHello reads one handshake frame of the wanted type (or a reject, for
-// the dialer) and decodes its body.
-func (n *Node) readHello(ctx context.Context, e transport.Edge, want message.Type) (message.Message, message.Hello, error) {
+// readHello reads the first frame of an incoming edge, the dialler's hello.
+func (n *Node) readHello(ctx context.Context, e transport.Edge) (message.Message, message.Hello, error) {
 	f, err := e.Receive(ctx)
 	if err != nil {
 		return message.Message{}, message.Hello{}, fmt.Errorf("%w: %w", ErrHandshake, err)
 	}
+	return n.parseHandshake(f, message.TypeHello)
+}
+
+// parseHandshake decodes a handshake frame of the wanted type (or a reject,
+// for the dialler), counting one that does not decode as hostile.
+func (n *Node) parseHandshake(f []byte, want message.Type) (message.Message, message.Hello, error) {
 	m, h, err := core.ParseHandshake(f, want, n.cfg.core.MaxBody)
 	var rej *core.RejectError
 	var bad *message.DecodeError
@@ -588,6 +598,9 @@ const maxRedirects = 8
 // neighbour. If that node is full, Connect follows the entry points it hands
 // back (up to 8 redirects, never the same address twice), emitting a
 // Redirected event for each; it tries each of the node's transports in turn.
+// On links that lose, reorder or delay frames it says hello again until
+// answered, and a handshake that still fails is tried again (4 times at most,
+// within ctx).
 // It returns ErrNoEntryPoint when the mesh offers no node that can accept,
 // ErrDuplicateEdge when the edge exists already, and ErrFull when this node
 // has MaxConnections neighbours by the time the handshake completes (it then
@@ -597,6 +610,20 @@ func (n *Node) Connect(ctx context.Context, addr string) error {
 	for range maxRedirects + 1 {
 		tried[addr] = true
 		err := n.connectOnce(ctx, addr)
+		// A handshake lost to a lossy link is tried again, within ctx.
+		for try := 0; errors.Is(err, ErrHandshake) && try+1 < core.HandshakeTries; try++ {
+			t := time.NewTimer(core.RetryAfter(try))
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return err
+			case <-n.quit:
+				t.Stop()
+				return ErrClosed
+			}
+			err = n.connectOnce(ctx, addr)
+		}
 		var rej *RejectedError
 		if !errors.As(err, &rej) || rej.Reason != message.RejectFull {
 			return err
@@ -645,7 +672,7 @@ func (n *Node) connectOnce(ctx context.Context, addr string) error {
 }
 
 func (n *Node) dialHandshake(ctx context.Context, e transport.Edge, addr string) error {
-	ctx, cancel := context.WithTimeout(ctx, n.cfg.core.Handshake)
+	ctx, cancel := context.WithTimeout(ctx, core.TryTimeout(n.cfg.core.Handshake))
 	defer cancel()
 	q := n.ask(queryHello)
 	if q == nil {
@@ -656,12 +683,38 @@ func (n *Node) dialHandshake(ctx context.Context, e transport.Edge, addr string)
 		e.Close()
 		return fmt.Errorf("%w: %w", ErrHandshake, err)
 	}
-	m, hello, err := n.readHello(ctx, e, message.TypeWelcome)
+	// Say hello again while no answer comes: on a link that loses frames
+	// the hello or the welcome may be gone.
+	stop := make(chan struct{})
+	var again sync.WaitGroup
+	again.Add(1)
+	go func() {
+		defer again.Done()
+		prev := time.Duration(0)
+		for k := 0; ; k++ {
+			next := core.HelloAgainAfter(k)
+			t := time.NewTimer(next - prev)
+			prev = next
+			select {
+			case <-t.C:
+				_ = e.Send(ctx, q.hello)
+			case <-stop:
+				t.Stop()
+				return
+			case <-ctx.Done():
+				t.Stop()
+				return
+			}
+		}
+	}()
+	m, hello, early, err := n.readWelcome(ctx, e)
+	close(stop)
+	again.Wait()
 	if err != nil {
 		e.Close()
 		return err
 	}
-	h := &handshake{edge: e, id: m.UID.Node, epoch: m.Header.Epoch, hello: hello, addr: addr, dial: true}
+	h := &handshake{edge: e, id: m.UID.Node, epoch: m.Header.Epoch, hello: hello, addr: addr, dial: true, early: early}
 	if err := n.handshakeWith(ctx, h); err != nil {
 		e.Close()
 		return err
@@ -678,6 +731,31 @@ func (n *Node) dialHandshake(ctx context.Context, e transport.Edge, addr string)
 	}
 	e.Close()
 	return h.err
+}
+
+// readWelcome reads the answer to a hello: a welcome, or a reject. Frames
+// of the other side that overtook its welcome (it sends them as soon as it
+// has accepted) are kept, up to core.MaxEarlyFrames, for the core.
+func (n *Node) readWelcome(ctx context.Context, e transport.Edge) (message.Message, message.Hello, []inFrame, error) {
+	var early []inFrame
+	for {
+		f, err := e.Receive(ctx)
+		if err != nil {
+			return message.Message{}, message.Hello{}, nil, fmt.Errorf("%w: %w", ErrHandshake, err)
+		}
+		if typ := message.PeekType(f); typ != message.TypeWelcome && typ != message.TypeReject {
+			m, err := message.Decode(f, n.cfg.core.MaxBody)
+			switch {
+			case err != nil:
+				n.hostileFrame(err)
+			case len(early) < core.MaxEarlyFrames:
+				early = append(early, inFrame{m: m, frame: f})
+			}
+			continue
+		}
+		m, h, err := n.parseHandshake(f, message.TypeWelcome)
+		return m, h, early, err
+	}
 }
 
 // dialResult reports a core's Dial done.

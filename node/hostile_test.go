@@ -125,7 +125,7 @@ func TestHostileFramesNeverReachTheApplication(t *testing.T) {
 		{"absurd sequence number", ev.frame(message.TypeNetworkState, 0, uuid.Nil, 0, message.StateList{bState}.Append(nil))},
 		{"state body that does not parse", ev.frame(message.TypeNetworkState, 0, uuid.Nil, 0, []byte{0, 5, 1, 2})},
 		{"data claiming to come from the node itself", fromA.Encode()},
-		{"hello after the handshake", ev.frame(message.TypeHello, 0, uuid.Nil, 0, message.Hello{}.Append(nil))},
+		{"welcome to the node that accepted", ev.frame(message.TypeWelcome, 0, uuid.Nil, 0, message.Hello{}.Append(nil))},
 	}
 	ca := m.Collect(ctx, 0)
 	for _, c := range cases {

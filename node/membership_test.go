@@ -14,6 +14,7 @@ import (
 	"github.com/distrirender/distrirender/node"
 	"github.com/distrirender/distrirender/reliability"
 	"github.com/distrirender/distrirender/routing"
+	"github.com/distrirender/distrirender/transport/memory"
 )
 
 // members are the options of the membership tests: balancing on, quick
@@ -321,5 +322,54 @@ func TestRestartWithSameUUID(t *testing.T) {
 		if err := <-errc; err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// Failure 6 of the protocol-correctness issue, on the real driver: Connect
+// succeeds over links that lose, reorder, duplicate or delay frames.
+func TestConnectOverLossyLinks(t *testing.T) {
+	const attempts = 10
+	cases := []struct {
+		name   string
+		faults memory.Faults
+	}{
+		{"20% reordering", memory.Faults{Reorder: 0.2, Jitter: time.Millisecond}},
+		{"30% loss", memory.Faults{Loss: 0.3}},
+		{"2 ms jitter", memory.Faults{Jitter: 2 * time.Millisecond}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m := newMesh(t, 2*attempts, meshtest.Seed(t), meshtest.Fast()...)
+			for i := 0; i < 2*attempts; i += 2 {
+				m.net.SetFaults(m.Addr(i), m.Addr(i+1), c.faults)
+			}
+			failed := 0
+			for i := 0; i < 2*attempts; i += 2 {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				if err := m.Node(i).Connect(ctx, m.Addr(i+1)); err != nil {
+					failed++
+					t.Logf("attempt %d: %v", i/2, err)
+				}
+				cancel()
+			}
+			if failed > 0 {
+				t.Fatalf("%d of %d connects failed", failed, attempts)
+			}
+			meshtest.WaitFor(t, 10*time.Second, "both sides of every edge up", func() bool {
+				for i := range 2 * attempts {
+					if len(m.Node(i).Neighbors()) != 1 {
+						return false
+					}
+				}
+				return true
+			})
+			var hostile uint64
+			for _, nd := range m.Nodes() {
+				hostile += nd.Stats().Hostile
+			}
+			if hostile > 0 {
+				t.Fatalf("%d frames counted as hostile", hostile)
+			}
+		})
 	}
 }

@@ -213,7 +213,8 @@ func TestRemoteInputIsCounted(t *testing.T) {
 		{"data claiming to come from this node", 1, ghost(message.TypeMsg, a.ID(), []byte("x")), 1},
 		{"malformed network_state", 1, ghost(message.TypeNetworkState, b.ID(), []byte{0}), 1},
 		{"malformed digest", 1, ghost(message.TypeNetworkStateDigest, b.ID(), []byte{1, 2, 3}), 1},
-		{"hello after the handshake", 1, ghost(message.TypeHello, b.ID(), nil), 1},
+		{"hello from the node this one dialled", 1, ghost(message.TypeHello, b.ID(), nil), 1},
+		{"a duplicated welcome", 1, ghost(message.TypeWelcome, b.ID(), nil), 0},
 	}
 	for _, c := range cases {
 		before := a.Stats().Hostile

@@ -2,6 +2,9 @@ package core
 
 import (
 	"testing"
+	"time"
+
+	"github.com/distrirender/distrirender/message"
 )
 
 // Failures of the "protocol correctness" issue reproduced on cores, each a
@@ -31,5 +34,36 @@ func TestDuplicateThatSkipsAheadDelivers(t *testing.T) {
 	rd := b.Ready()
 	if len(rd.Deliveries) != 1 || string(rd.Deliveries[0].Body) != "one" {
 		t.Fatalf("deliveries after the skip: %+v", rd.Deliveries)
+	}
+}
+
+// Failure 6: a dialler whose welcome was lost says hello again; the
+// acceptor welcomes it again within the handshake time, and counts a hello
+// after that as hostile.
+func TestRepeatedHelloIsWelcomedAgain(t *testing.T) {
+	a, b := testCore(1, nil), testCore(2, nil)
+	pair(t, a, b)
+	hello := a.HelloFrame()
+	cases := []struct {
+		name    string
+		at      time.Duration
+		welcome bool
+	}{
+		{"at once", 0, true},
+		{"within the handshake", b.Config().Handshake - time.Millisecond, true},
+		{"after the handshake", b.Config().Handshake, false},
+	}
+	for _, c := range cases {
+		before := b.Stats().Hostile
+		b.Frame(t0.Add(c.at), 2, mustDecode(t, hello), hello)
+		welcomed := false
+		for _, f := range framesOf(b.Ready()) {
+			welcomed = welcomed || message.PeekType(f) == message.TypeWelcome
+		}
+		b.Advance()
+		b.WriteDone(t0.Add(c.at), 2)
+		if welcomed != c.welcome || (b.Stats().Hostile > before) == c.welcome {
+			t.Errorf("%s: welcomed %v, hostile %d", c.name, welcomed, b.Stats().Hostile-before)
+		}
 	}
 }

@@ -43,6 +43,19 @@ func (c *Core) Frame(now time.Time, link LinkID, m message.Message, raw []byte) 
 	}
 	switch m.Header.Type {
 	case message.TypeKeepalive:
+	case message.TypeHello:
+		if p.dialed || m.Header.Epoch != p.epoch || now.Sub(p.since) >= c.cfg.Handshake {
+			c.hostile(p.id, "hello after the handshake", nil)
+			return
+		}
+		// The dialler did not get the welcome (lost, or still on its way)
+		// and says hello again, within its handshake: welcome it again.
+		c.enqueue(p, c.control(message.TypeWelcome, uuid.Nil, 0, c.hello().Append(nil)), true)
+	case message.TypeWelcome:
+		if !p.dialed {
+			c.hostile(p.id, "welcome to a node that did not dial", nil)
+		}
+		// A duplicate of the welcome that opened this edge: nothing to do.
 	case message.TypeGoodbye:
 		// The body may name the leaver's other neighbours: a node left short
 		// of neighbours tries them first.

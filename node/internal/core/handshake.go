@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -62,3 +63,32 @@ func HandshakeFrame(id uuid.UUID, epoch uint64, hopLimit uint8, typ message.Type
 	}
 	return m.Encode()
 }
+
+// The dialling side of a handshake over links that may lose, reorder or
+// delay frames (the Edge contract allows it). The driver and the simulator
+// both follow these numbers.
+const (
+	// HandshakeTries is how many times a dial whose handshake fails is
+	// tried, within the caller's time; each try gets TryTimeout.
+	HandshakeTries = 4
+	// MaxEarlyFrames bounds the frames kept that overtook the welcome.
+	MaxEarlyFrames = 64
+)
+
+// HelloAgainAfter is when, after the first hello, the dialler says hello
+// for the k-th time more (k from 0) while no answer came: 100 ms, then
+// doubling. The acceptor answers a repeated hello with its welcome again.
+func HelloAgainAfter(k int) time.Duration {
+	return 100 * time.Millisecond << min(k, 10)
+}
+
+// RetryAfter is how long the dialler waits before try number tries+1 of a
+// failed handshake: 100 ms, doubling.
+func RetryAfter(tries int) time.Duration {
+	return 100 * time.Millisecond << min(tries, 10)
+}
+
+// TryTimeout is how long one try of a handshake may take: half of the
+// configured handshake timeout, so that a lost answer leaves time to try
+// again within it.
+func TryTimeout(handshake time.Duration) time.Duration { return handshake / 2 }

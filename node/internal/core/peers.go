@@ -24,6 +24,7 @@ type peer struct {
 	ctrl, data fifo // frames waiting for the writer; control goes first
 	writing    bool // a Write for this edge is out, not yet WriteDone
 
+	since    time.Time // when the edge came up
 	lastRecv time.Time
 	lastSent time.Time
 	silence  time.Duration // how long it may stay silent: see patience
@@ -278,7 +279,7 @@ func (c *Core) newPeer(id uuid.UUID, epoch uint64, h message.Hello, link LinkID,
 		id: id, epoch: epoch, addrs: h.Addrs, link: link, dialed: dialed,
 		ctrl:     fifo{limit: c.cfg.ControlBuf},
 		data:     fifo{limit: c.cfg.ForwardBuf},
-		lastRecv: c.now, lastSent: c.now,
+		since: c.now, lastRecv: c.now, lastSent: c.now,
 	}
 }
 

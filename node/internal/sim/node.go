@@ -344,19 +344,34 @@ func (n *Node) arm() {
 	})
 }
 
-// dial runs the dialling side of a handshake, following redirects as
-// node.Connect does, and calls done with the result.
+// dial runs the dialling side of a handshake as node.Connect does: hello,
+// said again on a backed-off timer until an answer comes; frames of the
+// other side that overtake its welcome are kept for the core; redirects
+// are followed; a handshake that fails (no answer in time, the edge closed,
+// a garbled answer) is tried again, up to core.HandshakeTries times. done
+// gets the result.
 func (n *Node) dial(addr string, done func(error)) {
 	s := n.sim
 	life := n.Life
 	tried := map[string]bool{}
-	var try func(addr string, left int)
+	var try func(addr string, redirects, tries int)
 	finish := func(err error) {
 		if n.alive && n.Life == life {
 			done(err)
 		}
 	}
-	try = func(addr string, left int) {
+	retry := func(addr string, redirects, tries int, err error) {
+		if tries+1 >= core.HandshakeTries {
+			finish(err)
+			return
+		}
+		s.After(core.RetryAfter(tries), func() {
+			if n.alive && n.Life == life {
+				try(addr, redirects, tries+1)
+			}
+		})
+	}
+	try = func(addr string, redirects, tries int) {
 		tried[addr] = true
 		b := s.byAddr[addr]
 		if b == nil || !b.alive || b == n {
@@ -367,18 +382,43 @@ func (n *Node) dial(addr string, done func(error)) {
 		n.ends[ea.id] = ea
 		b.ends[eb.id] = eb
 		over := false
-		s.After(n.core.Config().Handshake, func() {
+		fail := func(err error) {
+			over = true
+			delete(n.ends, ea.id)
+			s.closeEnd(ea)
+			retry(addr, redirects, tries, err)
+		}
+		timeout := core.TryTimeout(n.core.Config().Handshake)
+		s.After(timeout, func() {
 			if !over {
-				over = true
-				delete(n.ends, ea.id)
-				s.closeEnd(ea)
-				finish(fmt.Errorf("%w: timed out", core.ErrHandshake))
+				fail(fmt.Errorf("%w: no answer within %v", core.ErrHandshake, timeout))
 			}
 		})
+		for k := range 8 {
+			s.After(core.HelloAgainAfter(k), func() {
+				if !over && n.alive && n.Life == life {
+					s.transmit(ea, n.core.HelloFrame())
+				}
+			})
+		}
+		ea.onClose = func() {
+			if !over {
+				fail(fmt.Errorf("%w: edge closed", core.ErrHandshake))
+			}
+		}
+		var early [][]byte
 		ea.hs = func(frame []byte) {
 			if over || !n.alive || n.Life != life {
 				return
 			}
+			typ := message.PeekType(frame)
+			if typ != message.TypeWelcome && typ != message.TypeReject {
+				if len(early) < core.MaxEarlyFrames {
+					early = append(early, frame)
+				}
+				return
+			}
+			ea.hs = nil
 			over = true
 			m, h, err := core.ParseHandshake(frame, message.TypeWelcome, 0)
 			s.tracef("%s handshake with %s: %v", n.short(), addr, err)
@@ -396,11 +436,11 @@ func (n *Node) dial(addr string, done func(error)) {
 				switch {
 				case next == "":
 					finish(fmt.Errorf("%w: %s is full", ErrNoEntry, addr))
-				case left == 0:
+				case redirects == 0:
 					finish(fmt.Errorf("sim: too many redirects at %s", addr))
 				default:
 					n.Events[core.Redirected]++
-					try(next, left-1)
+					try(next, redirects-1, 0)
 				}
 				return
 			}
@@ -410,6 +450,11 @@ func (n *Node) dial(addr string, done func(error)) {
 			switch {
 			case err == nil:
 				ea.up = true
+				for _, f := range early {
+					if em, derr := message.Decode(f, 0); derr == nil {
+						n.core.Frame(s.now, ea.id, em, f)
+					}
+				}
 			case errors.Is(err, core.ErrDuplicateEdge):
 				// The core closes it after the handshake timeout.
 			case errors.Is(err, core.ErrFull):
@@ -420,18 +465,23 @@ func (n *Node) dial(addr string, done func(error)) {
 				s.closeEnd(ea)
 			}
 			n.flush()
+			if errors.Is(err, core.ErrHandshake) {
+				retry(addr, redirects, tries, err)
+				return
+			}
 			finish(err)
 		}
 		eb.hs = func(frame []byte) { b.accept(eb, frame) }
 		s.tracef("%s dials %s", n.short(), addr)
 		s.transmit(ea, n.core.HelloFrame())
 	}
-	try(addr, maxRedirects)
+	try(addr, maxRedirects, 0)
 }
 
 // accept runs the accepting side of a handshake on the first frame of e.
 func (n *Node) accept(e *end, frame []byte) {
 	s := n.sim
+	e.hs = nil
 	m, h, err := core.ParseHandshake(frame, message.TypeHello, 0)
 	if err != nil {
 		delete(n.ends, e.id)

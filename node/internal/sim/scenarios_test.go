@@ -24,6 +24,17 @@ func fast(c *core.Config) {
 	c.Rel = reliability.Config{MinRTO: 10 * time.Millisecond, InitialRTO: 50 * time.Millisecond, MaxRTO: 500 * time.Millisecond}.WithDefaults()
 }
 
+// lossy is meshtest.Lossy for cores: for links with heavy loss, neighbours
+// are not declared dead for lost keepalives (40 missed), retransmission is
+// quick with a large retry budget (40), link state is refreshed every
+// 500 ms, and balancing is off.
+func lossy(c *core.Config) {
+	fast(c)
+	c.DeadAfter = 40
+	c.Rel = reliability.Config{MinRTO: 10 * time.Millisecond, InitialRTO: 50 * time.Millisecond, MaxRTO: 200 * time.Millisecond, MaxRetries: 40}.WithDefaults()
+	c.Routing = routing.Config{RefreshInterval: 500 * time.Millisecond}.WithDefaults()
+}
+
 // members balances between lo and hi neighbours, with quick failure
 // detection.
 func members(lo, hi int) func(int, *core.Config) {
@@ -130,7 +141,7 @@ func TestSimRingLossDuplicationReordering(t *testing.T) {
 	const size, count = 8, 300
 	s := newSim(t)
 	s.Default = sim.Profile{Latency: time.Millisecond}
-	s.Configure = func(_ int, c *core.Config) { fast(c) }
+	s.Configure = func(_ int, c *core.Config) { lossy(c) }
 	rec := s.Record()
 	ns := addNodes(s, size)
 	for i := range ns {
@@ -209,7 +220,7 @@ func TestSimBroadcastRandomMeshWithLoss(t *testing.T) {
 	s := newSim(t)
 	s.Default = sim.Profile{Latency: time.Millisecond, Jitter: time.Millisecond}
 	s.Configure = func(_ int, c *core.Config) {
-		fast(c)
+		lossy(c)
 		c.MaxConns = 30
 	}
 	rec := s.Record()
@@ -225,6 +236,13 @@ func TestSimBroadcastRandomMeshWithLoss(t *testing.T) {
 		}
 	}
 	converge(t, s, time.Minute)
+	for _, n := range ns {
+		n.OnEvent = func(e core.Event) {
+			if e.Kind == core.DeliveryFailed {
+				t.Logf("n%d: delivery to %s failed: %v", n.Index(), e.Peer.String()[:8], e.Err)
+			}
+		}
+	}
 	s.Default.Loss = 0.1
 	for _, o := range []int{0, 13, 29} {
 		ns[o].Broadcast(count, 100)
@@ -366,5 +384,53 @@ func TestSimRestartWithSameUUID(t *testing.T) {
 	settle(t, s, rec, time.Minute)
 	if k := failures(s); k != 0 {
 		t.Fatalf("%d failures with both lives quiet at the restart", k)
+	}
+}
+
+// Failure 6 of the protocol-correctness issue: Connect must succeed over
+// links that lose, reorder, duplicate or delay frames, as the Edge contract
+// allows, retrying within its time.
+func TestSimConnectOverLossyLinks(t *testing.T) {
+	const attempts = 50
+	cases := []struct {
+		name string
+		p    sim.Profile
+	}{
+		{"20% reordering", sim.Profile{Latency: time.Millisecond, Reorder: 0.2}},
+		{"10% loss", sim.Profile{Latency: time.Millisecond, Loss: 0.1}},
+		{"2 ms jitter", sim.Profile{Latency: time.Millisecond, Jitter: 2 * time.Millisecond}},
+		{"30% loss, reordering, duplication, jitter", sim.Profile{Latency: time.Millisecond, Jitter: 2 * time.Millisecond, Loss: 0.3, Reorder: 0.3, Dup: 0.1}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := newSim(t)
+			s.Default = c.p
+			s.Configure = func(_ int, cfg *core.Config) { fast(cfg) }
+			failed := 0
+			for range attempts {
+				a, b := s.AddNode(), s.AddNode()
+				err := a.ConnectWait(b.Addr, time.Minute)
+				if err != nil {
+					failed++
+					t.Logf("n%d -> n%d: %v", a.Index(), b.Index(), err)
+					continue
+				}
+				if !s.RunUntil(10*time.Second, func() bool {
+					return len(a.Core().Neighbors()) == 1 && len(b.Core().Neighbors()) == 1
+				}) {
+					failed++
+					t.Logf("n%d -> n%d: connected, but the two sides disagree", a.Index(), b.Index())
+				}
+				a.Leave()
+				b.Leave()
+			}
+			hostile := uint64(0)
+			for _, n := range s.Nodes() {
+				hostile += n.Core().Stats().Hostile
+			}
+			if failed > 0 || hostile > 0 {
+				t.Fatalf("%d of %d connects failed; %d frames counted as hostile", failed, attempts, hostile)
+			}
+		})
 	}
 }

@@ -229,7 +229,9 @@ type end struct {
 	// Before the handshake completes, the first frame to arrive is the
 	// handshake's answer and goes to hs instead of the core.
 	hs func(frame []byte)
-	up bool // the core knows this end
+	// onClose, during a handshake, hears that the other side closed.
+	onClose func()
+	up      bool // the core knows this end
 }
 
 func (s *Sim) newEdge(a, b *Node) (*end, *end) {
@@ -282,9 +284,7 @@ func (s *Sim) arrive(e *end, frame []byte) {
 		return
 	}
 	if e.hs != nil {
-		hs := e.hs
-		e.hs = nil
-		hs(frame)
+		e.hs(frame)
 		return
 	}
 	if !e.up {
@@ -310,6 +310,9 @@ func (s *Sim) closeEnd(e *end) {
 	s.at(at, func() {
 		if o.open {
 			o.open = false
+			if o.onClose != nil && !o.up {
+				o.onClose()
+			}
 			if o.up && o.node.alive {
 				o.node.core.EdgeFailed(s.now, o.id, fmt.Errorf("sim: edge closed by %s", e.node.short()))
 				o.node.flush()
