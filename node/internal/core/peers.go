@@ -277,8 +277,8 @@ func (c *Core) Register(now time.Time, link LinkID, id uuid.UUID, epoch uint64, 
 func (c *Core) newPeer(id uuid.UUID, epoch uint64, h message.Hello, link LinkID, dialed bool) *peer {
 	return &peer{
 		id: id, epoch: epoch, addrs: h.Addrs, link: link, dialed: dialed,
-		ctrl:     fifo{limit: c.cfg.ControlBuf},
-		data:     fifo{limit: c.cfg.ForwardBuf},
+		ctrl:  fifo{limit: c.cfg.ControlBuf},
+		data:  fifo{limit: c.cfg.ForwardBuf},
 		since: c.now, lastRecv: c.now, lastSent: c.now,
 	}
 }
