@@ -56,6 +56,7 @@ type txCopy struct {
 	state    copyState
 	sent     bool // transmitted at least once (false after AddTarget until Tick)
 	retries  int  // retransmissions while pending
+	backoff0 int  // the target's backoff when the copy was first sent
 	lastSent time.Time
 	deadline time.Time // retransmission timer, while pending
 }
@@ -83,6 +84,12 @@ type target struct {
 
 	srtt, rttvar, rto time.Duration
 	sampled           bool
+	// backedOff counts the timeouts since the last valid RTT sample: the
+	// timeout of new transmissions stays backed off (rto × 2^backedOff)
+	// until a sample from a message sent once arrives (RFC 6298 §5.5–5.7).
+	// Without it, on a path whose round trip exceeds the RTO, every message
+	// timed out once and Karn's rule discarded every sample.
+	backedOff int
 
 	// The probe timer runs while the target has SACKed copies (a lost
 	// window update must not stall the stream) or must be sync-probed (it
@@ -195,8 +202,9 @@ func (s *Sender) Push(now time.Time, body []byte, targets []uuid.UUID) (Packet, 
 		e.copies = append(e.copies, txCopy{
 			t:        t,
 			sent:     true,
+			backoff0: t.backedOff,
 			lastSent: now,
-			deadline: now.Add(t.rto),
+			deadline: now.Add(s.firstRTO(t)),
 		})
 	}
 	if len(e.copies) > 1 {
@@ -335,6 +343,7 @@ func (s *Sender) OnAck(now time.Time, from uuid.UUID, a message.Ack) (freed int,
 // by themselves: a lost window update cannot stall the stream, and a SACKed
 // message never fails because the application is slow.
 func (s *Sender) Tick(now time.Time) (resend []Retransmit, failed []Failure) {
+	var unsampled []*target // targets without an RTT sample that timed out in this Tick
 	for len(s.heap) > 0 && !s.heap[0].at.After(now) {
 		it := s.heap.pop()
 		e, c := s.lookup(it)
@@ -342,10 +351,21 @@ func (s *Sender) Tick(now time.Time) (resend []Retransmit, failed []Failure) {
 			continue // stale
 		}
 		switch {
+		case c.sent && c.retries < s.cfg.MaxRetries && !c.t.sampled && slices.Contains(unsampled, c.t):
+			// The path's round trip is unknown and may simply exceed the
+			// initial RTO: retransmit one copy per timeout and hold the
+			// others back by the backed-off RTO, so that their
+			// acknowledgements, if they come, are valid samples (Karn's
+			// rule discards the retransmitted ones).
+			c.backoff0 = c.t.backedOff
+			c.deadline = now.Add(s.firstRTO(c.t))
+			s.schedule(e.seq, c)
+			continue
 		case !c.sent:
 			c.sent = true
 			c.lastSent = now
-			c.deadline = now.Add(c.t.rto)
+			c.backoff0 = c.t.backedOff
+			c.deadline = now.Add(s.firstRTO(c.t))
 		case c.retries >= s.cfg.MaxRetries:
 			failed = append(failed, Failure{
 				Seq:    e.seq,
@@ -356,9 +376,13 @@ func (s *Sender) Tick(now time.Time) (resend []Retransmit, failed []Failure) {
 			s.finish(e, c, copyFailed)
 			continue
 		default:
+			if !c.t.sampled {
+				unsampled = append(unsampled, c.t)
+			}
 			c.retries++
+			c.t.backedOff = max(c.t.backedOff, c.backoff0+c.retries)
 			c.lastSent = now
-			c.deadline = now.Add(s.backoff(c.t.rto, c.retries))
+			c.deadline = now.Add(s.backoff(c.t.rto, c.backoff0+c.retries))
 		}
 		s.schedule(e.seq, c) // strictly after now: the loop ends
 		resend = append(resend, Retransmit{Target: c.t.id, Packet: Packet{Seq: e.seq, Body: e.body}})
@@ -686,6 +710,10 @@ func (s *Sender) release() int {
 	return freed
 }
 
+// firstRTO is the timeout of a first transmission to t: its RTO, backed off
+// while timeouts have had no valid sample since.
+func (s *Sender) firstRTO(t *target) time.Duration { return s.backoff(t.rto, t.backedOff) }
+
 // backoff returns min(rto*2^k, MaxRTO).
 func (s *Sender) backoff(rto time.Duration, k int) time.Duration {
 	d := rto
@@ -695,7 +723,12 @@ func (s *Sender) backoff(rto time.Duration, k int) time.Duration {
 	return min(d, s.cfg.MaxRTO)
 }
 
-// sampleRTT folds one RTT sample into t's estimator (RFC 6298, section 2).
+// sampleRTT folds one RTT sample into t's estimator (RFC 6298, section 2),
+// and ends the backoff. The margin over the smoothed RTT is at least MinRTO
+// (RFC 6298's clock granularity G, here the scheduling and forwarding
+// delays that a steady path's variance does not show): on a path whose
+// round trip never varies, RTTVAR decays to zero and an RTO equal to the RTT
+// fired just before each acknowledgement arrived.
 func (s *Sender) sampleRTT(t *target, r time.Duration) {
 	if r < 0 {
 		r = 0
@@ -712,7 +745,8 @@ func (s *Sender) sampleRTT(t *target, r time.Duration) {
 		t.rttvar = (3*t.rttvar + diff) / 4
 		t.srtt = (7*t.srtt + r) / 8
 	}
-	t.rto = min(max(t.srtt+4*t.rttvar, s.cfg.MinRTO), s.cfg.MaxRTO)
+	t.rto = min(t.srtt+max(4*t.rttvar, s.cfg.MinRTO), s.cfg.MaxRTO)
+	t.backedOff = 0
 }
 
 // FastThreshold is how many later messages, sent no earlier than a pending

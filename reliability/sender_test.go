@@ -257,7 +257,8 @@ func TestSenderRTO(t *testing.T) {
 		{"no sample", nil, 200 * ms},
 		{"first sample: srtt+4*(r/2)", []time.Duration{50 * ms}, 150 * ms},
 		{"steady: variance decays", []time.Duration{50 * ms, 50 * ms}, 50*ms + 4*(75*ms/4)},
-		{"clamped to MinRTO", []time.Duration{ms, ms, ms, ms, ms, ms, ms, ms, ms, ms}, 20 * ms},
+		// RTTVAR decays to nothing on a steady path; MinRTO stays as the margin.
+		{"margin at least MinRTO", []time.Duration{ms, ms, ms, ms, ms, ms, ms, ms, ms, ms}, 21 * ms},
 		{"clamped to MaxRTO", []time.Duration{900 * ms}, time.Second},
 		{"adapts upwards", []time.Duration{10 * ms, 10 * ms, 10 * ms, 100 * ms}, 0},
 	}
@@ -517,7 +518,7 @@ func TestSenderBroadcastTargets(t *testing.T) {
 	if len(failed) != 0 || len(resend) != 2 || resend[0].Target != nodeC || resend[0].Packet.Seq != 2 || resend[1].Packet.Seq != 3 {
 		t.Fatalf("Tick after AddTarget = %+v, %+v", resend, failed)
 	}
-	if dl, _ := s.Deadline(); !dl.Equal(at(310 * ms)) { // A's first timeout (RTO 10ms)
+	if dl, _ := s.Deadline(); !dl.Equal(at(311 * ms)) { // A's first timeout (RTT 1 ms + the MinRTO margin)
 		t.Fatalf("Deadline = %v", dl.Sub(t0))
 	}
 	mustAck(t, s, at(310*ms), nodeA, message.Ack{StreamEpoch: 2, Cum: 4})
@@ -584,17 +585,20 @@ func TestSenderBlockedSyncProbe(t *testing.T) {
 		if failed < 10 {
 			continue
 		}
-		if len(resend) == 0 {
-			// The one timer that sends nothing: the whole retry budget
-			// after the block began, Stuck names the target.
-			if id, ok := s.Stuck(dl); !ok || id != nodeA || !stuck.IsZero() {
-				t.Fatalf("at %v: Stuck = %v, %v (already at %v)", dl.Sub(t0), id, ok, stuck)
+		// Once the block has lasted the whole retry budget, Stuck names
+		// the target, and keeps naming it.
+		if id, ok := s.Stuck(dl); ok {
+			if id != nodeA {
+				t.Fatalf("at %v: Stuck = %v", dl.Sub(t0), id)
 			}
-			stuck = dl
-			continue
+			if stuck.IsZero() {
+				stuck = dl
+			}
+		} else if !stuck.IsZero() {
+			t.Fatalf("at %v: Stuck forgot the target it named at %v", dl.Sub(t0), stuck.Sub(t0))
 		}
-		if id, ok := s.Stuck(dl); ok != !stuck.IsZero() {
-			t.Fatalf("at %v: Stuck = %v, %v", dl.Sub(t0), id, ok)
+		if len(resend) == 0 {
+			continue // the moment Stuck names it
 		}
 		// Sync probes carry the head message, back off, and never fail.
 		if len(resend) != 1 || resend[0].Target != nodeA || resend[0].Packet.Seq != 5 || resend[0].Packet.Base != 5 {
@@ -714,6 +718,57 @@ func TestFastRetransmit(t *testing.T) {
 			}
 			if resend, _ := s.Tick(later); len(resend) != 0 {
 				t.Fatalf("second ack resent %d copies", len(resend))
+			}
+		})
+	}
+}
+
+// A path whose round trip exceeds the initial RTO: before the first sample
+// one copy is retransmitted per timeout and the others wait (backed off),
+// so their acknowledgements are valid samples; afterwards nothing times out
+// (RFC 6298 §5.5–5.7 with Karn's rule). It used to resend every message.
+func TestSenderLongRoundTrip(t *testing.T) {
+	cfg := Config{Window: 10, InitialRTO: 200 * ms, MinRTO: 20 * ms, MaxRTO: 5 * time.Second}
+	cases := []struct {
+		rtt        time.Duration
+		maxResends int
+		rtoAtLeast time.Duration
+	}{
+		{100 * ms, 0, 100 * ms},
+		{300 * ms, 1, 300 * ms},
+		{600 * ms, 2, 600 * ms},
+		{time.Second, 3, time.Second},
+	}
+	for _, c := range cases {
+		t.Run(c.rtt.String(), func(t *testing.T) {
+			s := NewSender(cfg, 1)
+			resends := 0
+			now := t0
+			for round := range 5 {
+				start := now
+				for range 10 {
+					mustPush(t, s, now, "m", nodeA)
+				}
+				end := start.Add(c.rtt)
+				for {
+					dl, ok := s.Deadline()
+					if !ok || !dl.Before(end) {
+						break
+					}
+					r, f := s.Tick(dl)
+					resends += len(r)
+					if len(f) > 0 {
+						t.Fatalf("round %d: %d failures", round, len(f))
+					}
+				}
+				now = end
+				mustAck(t, s, now, nodeA, message.Ack{StreamEpoch: 1, Cum: uint32(10 * (round + 1))})
+			}
+			if resends > c.maxResends {
+				t.Fatalf("%d retransmissions over 50 messages, want at most %d (all in the first window)", resends, c.maxResends)
+			}
+			if rto := s.RTO(nodeA); rto < c.rtoAtLeast {
+				t.Fatalf("RTO %v below the round trip %v", rto, c.rtt)
 			}
 		})
 	}

@@ -434,3 +434,46 @@ func TestSimConnectOverLossyLinks(t *testing.T) {
 		})
 	}
 }
+
+// Failure 5 of the protocol-correctness issue: with a round trip above the
+// initial RTO (200 ms) every message was sent twice: each first timeout
+// retransmitted, Karn's rule discarded every sample, and the RTO never grew.
+// On loss-free links, spurious retransmissions must stay under 1 %, at any
+// round trip up to 1 s.
+func TestSimLongRoundTripsNoSpuriousRetransmissions(t *testing.T) {
+	const count = 301
+	cases := []struct {
+		name string
+		hop  time.Duration // one way, per link; three links
+	}{
+		{"RTT 60 ms", 10 * time.Millisecond},
+		{"RTT 300 ms", 50 * time.Millisecond},
+		{"RTT 600 ms", 100 * time.Millisecond},
+		{"RTT 1 s", 166 * time.Millisecond},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := newSim(t)
+			s.Default = sim.Profile{Latency: c.hop}
+			s.Configure = func(_ int, cfg *core.Config) {
+				cfg.MinConns = 0
+				// Failure detection that tolerates the long round trip.
+				cfg.Keepalive, cfg.DeadAfter = time.Second, 5
+			}
+			rec := s.Record()
+			ns := addNodes(s, 4)
+			for i := range 3 {
+				link(t, ns[i], ns[i+1])
+			}
+			converge(t, s, time.Minute)
+			ns[0].Send(ns[3].ID, count, 64)
+			settle(t, s, rec, 30*time.Minute)
+			re := ns[0].Core().Stats().Retransmits
+			dup := ns[3].Core().Stats().Duplicates
+			t.Logf("%s in %v: %d retransmissions, %d duplicates at the receiver", rec.Summary(), s.Elapsed(), re, dup)
+			if re*100 >= count {
+				t.Fatalf("%d retransmissions for %d messages on loss-free links: want under 1 %%", re, count)
+			}
+		})
+	}
+}
