@@ -22,10 +22,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/distrirender/distrirender/internal/testutil"
 	"github.com/distrirender/distrirender/transport"
 	"github.com/distrirender/distrirender/transport/webrtc"
 )
@@ -174,7 +174,7 @@ type browserCase struct {
 // ICE stays on loopback: the Go side offers only 127.0.0.1, and Chromium
 // is told to use loopback and to show its addresses rather than mDNS names.
 func TestBrowserPeerJS(t *testing.T) {
-	chromium := lookPath(t, "apt-get install -y chromium", "chromium", "chromium-browser")
+	testutil.ChromiumPath(t) // skips the test at once where Chromium is missing
 	dir := nodeModules(t)
 
 	results := make(chan string, 1)
@@ -279,7 +279,12 @@ func TestBrowserPeerJS(t *testing.T) {
 		}
 	}()
 
-	runChromium(t, chromium, ts.URL+"/test/browser.html")
+	testutil.StartChromium(t,
+		// WebRTC on loopback: gather on the loopback interface, with plain
+		// IP addresses in candidates rather than mDNS names.
+		"--allow-loopback-in-peer-connection",
+		"--disable-features=WebRtcHideLocalIpsWithMdns",
+		ts.URL+"/test/browser.html")
 	select {
 	case r := <-results:
 		if r != "ok" {
@@ -324,50 +329,4 @@ func TestBrowserPeerJS(t *testing.T) {
 		}
 		_ = e.Close()
 	}
-}
-
-// runChromium starts headless Chromium on url, with a fresh profile, in a
-// process group of its own that is ended when the test ends.
-func runChromium(t *testing.T, chromium, url string) {
-	t.Helper()
-	cmd := exec.Command(chromium,
-		"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--disable-default-apps", "--disable-extensions", "--no-default-browser-check",
-		"--user-data-dir="+t.TempDir(),
-		// WebRTC on loopback: gather on the loopback interface, with plain
-		// IP addresses in candidates rather than mDNS names.
-		"--allow-loopback-in-peer-connection",
-		"--disable-features=WebRtcHideLocalIpsWithMdns",
-		url)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out, err := os.CreateTemp(t.TempDir(), "chromium-*.log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", chromium, err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		pgid := -cmd.Process.Pid // the group Setpgid made: Chromium and its children
-		_ = syscall.Kill(pgid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = syscall.Kill(pgid, syscall.SIGKILL)
-			<-exited
-		}
-		_ = out.Close()
-		if t.Failed() {
-			if b, err := os.ReadFile(out.Name()); err == nil {
-				t.Logf("chromium output:\n%s", b)
-			}
-		}
-	})
 }
