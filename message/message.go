@@ -165,6 +165,9 @@ type State struct {
 	Neighbors []uuid.UUID
 	// Addrs are the addresses at which the origin can be dialled.
 	Addrs []string
+	// Name is the origin's human name, or empty: at most MaxNameLen bytes
+	// of UTF-8, not unique, for people only (protocol version 2).
+	Name string
 }
 
 // StateList is the body of network_state: one or more records.

@@ -22,6 +22,8 @@ const (
 	MaxSACKBytes = 128
 	// MaxStates is the most records one StateList or StateRequest may carry.
 	MaxStates = 4096
+	// MaxNameLen is the longest node name, in bytes (its length is one byte).
+	MaxNameLen = 64
 )
 
 // DigestEntrySize is the size in bytes of one encoded DigestEntry: origin,
@@ -34,9 +36,10 @@ const EdgeChangeSize = 16 + 8 + 8 + 16 + 2
 
 // Smallest encodings, used to bound counts by the bytes present.
 const (
-	// minStateSize is an encoded State with no neighbours and no addresses:
-	// origin, epoch, seq, free slots, neighbour count, address count.
-	minStateSize = 16 + 8 + 8 + 2 + 2 + 1
+	// minStateSize is an encoded State with no neighbours, no addresses and
+	// no name: origin, epoch, seq, free slots, neighbour count, address
+	// count, name length.
+	minStateSize = 16 + 8 + 8 + 2 + 2 + 1 + 1
 	// minAddrSize is an encoded non-empty address: length byte and one byte.
 	minAddrSize = 2
 )
@@ -66,12 +69,15 @@ func appendState(dst []byte, s *State) []byte {
 	for i := range s.Neighbors {
 		dst = append(dst, s.Neighbors[i][:]...)
 	}
-	return appendAddrs(dst, s.Addrs)
+	dst = appendAddrs(dst, s.Addrs)
+	dst = append(dst, uint8(len(s.Name)))
+	return append(dst, s.Name...)
 }
 
 // Append appends the network_state body: a u16 record count, then each State
 // (origin, epoch u64, seq u64, free slots u16, neighbour count u16, the
-// neighbours' UUIDs, address count u8, each address as u8 length and bytes).
+// neighbours' UUIDs, address count u8, each address as u8 length and bytes,
+// then the name as u8 length and bytes).
 func (s StateList) Append(dst []byte) []byte {
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(s)))
 	for i := range s {
@@ -180,6 +186,21 @@ func (s StateList) Validate() error {
 		if err := validateAddrs("addresses", s[i].Addrs); err != nil {
 			return err
 		}
+		if err := ValidateName(s[i].Name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ValidateName reports whether name can be a node's name: at most
+// MaxNameLen bytes of UTF-8.
+func ValidateName(name string) error {
+	switch {
+	case len(name) > MaxNameLen:
+		return decodeErr(ErrMalformed, 0, "name of "+itoa(len(name))+" bytes > "+itoa(MaxNameLen))
+	case !utf8.ValidString(name):
+		return decodeErr(ErrMalformed, 0, "name is not UTF-8")
 	}
 	return nil
 }
@@ -401,6 +422,18 @@ func (r *reader) state(s *State) {
 		}
 	}
 	s.Addrs = r.addrs("addresses")
+	off = r.off
+	l := int(r.u8("name length"))
+	if r.err == nil && l > MaxNameLen {
+		r.fail(ErrMalformed, off, "name of "+itoa(l)+" bytes > "+itoa(MaxNameLen))
+	}
+	b := r.take(l, "name")
+	if r.err == nil && !utf8.Valid(b) {
+		r.fail(ErrMalformed, off+1, "name is not UTF-8")
+	}
+	if r.err == nil && l > 0 {
+		s.Name = string(b)
+	}
 }
 
 // DecodeStateList decodes a network_state body. It needs 1 to MaxStates

@@ -74,7 +74,8 @@ func samplePayloads() map[string][]any {
 		"StateList": {
 			StateList{{Origin: fixedUUID(1)}},
 			StateList{{Origin: fixedUUID(1), Epoch: 1, Seq: 2, FreeSlots: 3,
-				Neighbors: many(3), Addrs: []string{"quic://[::1]:4242", "ünïcødé"}}},
+				Neighbors: many(3), Addrs: []string{"quic://[::1]:4242", "ünïcødé"}, Name: "render-01 ünï"}},
+			StateList{{Origin: fixedUUID(1), Name: strings.Repeat("n", MaxNameLen)}},
 			StateList{{Origin: fixedUUID(1), Neighbors: many(MaxNeighbors), Addrs: maxAddrs},
 				{Origin: fixedUUID(2), Epoch: ^uint64(0), Seq: ^uint64(0), FreeSlots: ^uint16(0)}},
 		},
@@ -187,10 +188,16 @@ func TestPayloadLayout(t *testing.T) {
 // stateBytes builds a State record by hand: origin, epoch, seq, free, then the
 // given neighbour count and neighbour bytes, then the raw address section.
 func stateBytes(nNeighbors uint16, neighbors []byte, addrs []byte) []byte {
+	return namedStateBytes(nNeighbors, neighbors, addrs, []byte{0})
+}
+
+// namedStateBytes is stateBytes with the name's bytes (length first).
+func namedStateBytes(nNeighbors uint16, neighbors []byte, addrs []byte, name []byte) []byte {
 	b := make([]byte, 16+8+8+2)
 	b = binary.BigEndian.AppendUint16(b, nNeighbors)
 	b = append(b, neighbors...)
-	return append(b, addrs...)
+	b = append(b, addrs...)
+	return append(b, name...)
 }
 
 func u16(n uint16) []byte { return binary.BigEndian.AppendUint16(nil, n) }
@@ -223,6 +230,10 @@ func TestPayloadErrors(t *testing.T) {
 		{"StateList", "addr length beyond end", cat(u16(1), stateBytes(0, nil, []byte{1, 9, 'a', 'b'})), ErrTruncated},
 		{"StateList", "trailing", cat(u16(1), okState, []byte{0}), ErrMalformed},
 		{"StateList", "second state bad", cat(u16(2), okState, stateBytes(0, nil, []byte{1, 0, 'a'})), ErrMalformed},
+		{"StateList", "name over limit", cat(u16(1), namedStateBytes(0, nil, []byte{0}, append([]byte{MaxNameLen + 1}, make([]byte, MaxNameLen+1)...))), ErrMalformed},
+		{"StateList", "name not UTF-8", cat(u16(1), namedStateBytes(0, nil, []byte{0}, []byte{2, 0xc3, 0x28})), ErrMalformed},
+		{"StateList", "name beyond end", cat(u16(1), namedStateBytes(0, nil, []byte{0}, []byte{5, 'a'})), ErrTruncated},
+		{"StateList", "no name length", cat(u16(1), namedStateBytes(0, nil, []byte{0}, nil)), ErrTruncated},
 		// StateRequest
 		{"StateRequest", "empty", nil, ErrTruncated},
 		{"StateRequest", "one byte", []byte{0}, ErrTruncated},
@@ -288,6 +299,7 @@ func TestPayloadValidate(t *testing.T) {
 		{"too many states", make(StateList, MaxStates+1)},
 		{"too many neighbours", StateList{{Neighbors: make([]uuid.UUID, MaxNeighbors+1)}}},
 		{"state addr empty", StateList{{Addrs: []string{""}}}},
+		{"state name too long", StateList{{Name: strings.Repeat("n", MaxNameLen+1)}}},
 		{"too many requested", make(StateRequest, MaxStates+1)},
 		{"sack too long", Ack{SACK: make([]byte, MaxSACKBytes+1)}},
 		{"hello too many addrs", Hello{Addrs: tooMany}},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -372,4 +373,35 @@ func TestConnectOverLossyLinks(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestNamesInTopology(t *testing.T) {
+	m := newMesh(t, 2, meshtest.Seed(t), meshtest.Fast()...)
+	if tr, err := m.net.Listen("bad"); err == nil {
+		if _, err := node.New(tr, node.WithName(strings.Repeat("n", message.MaxNameLen+1))); !errors.Is(err, node.ErrInvalidOption) {
+			t.Fatalf("a name too long: %v", err)
+		}
+		tr.Close()
+	}
+	tr, err := m.net.Listen("named")
+	if err != nil {
+		t.Fatal(err)
+	}
+	named, err := node.New(tr, append(meshtest.Fast(), node.WithName("render-01"))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer named.Close()
+	if named.Name() != "render-01" {
+		t.Fatalf("Name() = %q", named.Name())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := named.Connect(ctx, m.Addr(0)); err != nil {
+		t.Fatal(err)
+	}
+	meshtest.WaitFor(t, 10*time.Second, "node 0 to see the name", func() bool {
+		ni, ok := m.Node(0).Topology().Node(named.ID())
+		return ok && ni.Name == "render-01"
+	})
 }

@@ -284,6 +284,9 @@ func New(tr transport.Transport, opts ...Option) (*Node, error) {
 // ID returns the node's UUID, its address in the mesh.
 func (n *Node) ID() uuid.UUID { return n.id }
 
+// Name returns the node's human name (WithName), or "".
+func (n *Node) Name() string { return n.cfg.core.Name }
+
 // Epoch returns the node's incarnation number.
 func (n *Node) Epoch() uint64 { return n.epoch }
 

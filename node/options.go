@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/distrirender/distrirender/message"
 	"github.com/distrirender/distrirender/node/internal/core"
 	"github.com/distrirender/distrirender/reliability"
 	"github.com/distrirender/distrirender/routing"
@@ -214,6 +215,20 @@ func WithMinConnections(n int) Option {
 			return fmt.Errorf("%w: min connections %d not in [0,1024]", ErrInvalidOption, n)
 		}
 		c.core.MinConns = n
+		return nil
+	}
+}
+
+// WithName sets the node's human name (at most message.MaxNameLen bytes of
+// UTF-8), advertised in link state: other nodes see it in their Topology.
+// Names are for people: they need not be unique, and the mesh addresses a
+// node by its UUID only. By default a node has no name.
+func WithName(name string) Option {
+	return func(c *config) error {
+		if err := message.ValidateName(name); err != nil {
+			return fmt.Errorf("%w: name: %w", ErrInvalidOption, err)
+		}
+		c.core.Name = name
 		return nil
 	}
 }

@@ -235,6 +235,8 @@ type NodeInfo struct {
 	Epoch, Seq uint64
 	// Addrs are the node's dialable addresses.
 	Addrs []string
+	// Name is the node's human name from its record, or empty.
+	Name string
 	// FreeSlots is how many more neighbours the node accepts.
 	FreeSlots uint16
 	// Neighbors are the confirmed neighbours (both ends list each other),
@@ -261,6 +263,7 @@ func (t *Table) Topology() Topology {
 			Epoch:     r.st.Epoch,
 			Seq:       r.st.Seq,
 			Addrs:     cloneSlice(r.st.Addrs),
+			Name:      r.st.Name,
 			FreeSlots: r.st.FreeSlots,
 			Distance:  int(rt.dist),
 			NextHop:   rt.hop,

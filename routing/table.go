@@ -147,6 +147,19 @@ func (t *Table) originateChange(now time.Time, peer uuid.UUID, free uint16) mess
 	return message.EdgeChange{Origin: t.self, Epoch: l.Epoch, Seq: l.Seq, Peer: peer, FreeSlots: free}
 }
 
+// SetName sets the local node's human name (message.ValidateName must
+// accept it) and re-originates the local record if it changed, as SetLocal.
+func (t *Table) SetName(now time.Time, name string) (message.State, bool) {
+	l := &t.local.st
+	if name == l.Name {
+		return message.State{}, false
+	}
+	l.Name = name
+	l.Seq++
+	t.lastOrig = now
+	return t.Local(), true
+}
+
 // SetLocal sets the local node's dialable addresses (kept in the given order)
 // and its free connection slots. If either differs from the local record, it
 // increments the sequence number and returns the full record to flood and
@@ -382,6 +395,9 @@ func validateState(s *message.State) error {
 		if a == "" || len(a) > message.MaxAddrLen || !utf8.ValidString(a) {
 			return fmt.Errorf("%w: %s has an empty, overlong or non-UTF-8 address", ErrInvalidState, s.Origin)
 		}
+	}
+	if err := message.ValidateName(s.Name); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrInvalidState, s.Origin, err)
 	}
 	for i, n := range s.Neighbors {
 		switch {

@@ -2,6 +2,7 @@ package routing
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -370,5 +371,37 @@ func TestHoldPostponesExpiry(t *testing.T) {
 	}
 	if got := tb.Expire(later.Add(10 * time.Second)); len(got) != 1 || got[0] != other {
 		t.Fatalf("Expire after the held deadline = %v, want [%v]", got, other)
+	}
+}
+
+func TestNames(t *testing.T) {
+	now := time.Unix(0, 0)
+	self, a := id(1), id(2)
+	tab := New(self, 1, now, Config{}.WithDefaults())
+	seq := tab.Local().Seq
+	if _, ok := tab.SetName(now, "render-01"); !ok || tab.Local().Seq != seq+1 || tab.Local().Name != "render-01" {
+		t.Fatalf("SetName: local %+v", tab.Local())
+	}
+	if _, ok := tab.SetName(now, "render-01"); ok {
+		t.Fatal("the same name again re-originated the record")
+	}
+	cases := []struct {
+		name string
+		want Verdict
+	}{
+		{"worker ünï", Accepted},
+		{strings.Repeat("n", message.MaxNameLen+1), Rejected},
+		{"\xc3\x28", Rejected},
+	}
+	for i, c := range cases {
+		s := state(a, 1, uint64(i+1))
+		s.Name = c.name
+		if v, _ := tab.ApplyState(now, s); v != c.want {
+			t.Errorf("name %q: %v, want %v", c.name, v, c.want)
+		}
+	}
+	ni, ok := tab.Topology().Node(a)
+	if !ok || ni.Name != "worker ünï" {
+		t.Fatalf("Topology: %+v", ni)
 	}
 }

@@ -44,6 +44,8 @@ type Config struct {
 	Epoch uint64
 	// Addrs are the addresses advertised in hello and link state.
 	Addrs []string
+	// Name is the node's human name, advertised in link state (may be empty).
+	Name string
 	// MaxConns and MinConns bound the number of neighbours; MinConns 0 turns
 	// balancing off.
 	MaxConns, MinConns int
@@ -248,6 +250,7 @@ func New(cfg Config, now time.Time) *Core {
 	c.ls.init(c)
 	c.members.init()
 	c.rt.SetLocal(now, cfg.Addrs, c.free())
+	c.rt.SetName(now, cfg.Name)
 	c.ls.version = c.rt.Version()
 	return c
 }
