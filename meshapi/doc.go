@@ -15,15 +15,18 @@
 // directory describes it (and the server serves that document at
 // GET /v1/openapi.json); docs/CLUSTER.md is the reference. In short:
 //
-//	GET  /v1/status        the node's ID, epoch, addresses, neighbours and counters
-//	GET  /v1/topology      every node the link-state database knows, with routes
-//	POST /v1/send          {"to": UUID, "body": text} or {"to": UUID, "body_base64": ...}
+//	GET  /v1/status        the node's ID, name, epoch, addresses, neighbours and counters
+//	GET  /v1/topology      every node the link-state database knows, with names and routes
+//	POST /v1/send          {"to": NODE, "body": text} or {"to": NODE, "body_base64": ...}
 //	POST /v1/broadcast     {"body": text} or {"body_base64": ...}
 //	GET  /v1/recv          Server-Sent Events: received messages; ?events=1 adds node events
 //	POST /v1/connect       {"addr": "host:port"}: open an edge to the node at a transport address
 //	GET  /v1/openapi.json  the OpenAPI 3.1 description of the API
 //	GET  /v1/live          Server-Sent Events for the topology page: snapshots and node events
 //	GET  /ui/              the live topology page (embedded, no external resources)
+//
+// NODE is a UUID, a unique prefix of one (at least 4 hex digits) or a
+// unique node name, resolved against the node's topology (ResolveNode).
 //
 // Errors are JSON {"error": "..."} with a 4xx or 5xx status, unknown paths
 // included (404), as are wrong methods (405, with Allow). POST bodies must

@@ -30,6 +30,7 @@ import (
 // Node is what the API needs of a mesh node; *node.Node implements it.
 type Node interface {
 	ID() uuid.UUID
+	Name() string
 	Epoch() uint64
 	Addrs() []string
 	Neighbors() []uuid.UUID
@@ -320,7 +321,7 @@ func (s *Server) Stats() APIStats {
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	tp := s.n.Topology()
 	st := Status{
-		ID: s.n.ID(), Epoch: s.n.Epoch(), Addrs: nonNil(s.n.Addrs()), Neighbors: nonNil(s.n.Neighbors()),
+		ID: s.n.ID(), Name: s.n.Name(), Epoch: s.n.Epoch(), Addrs: nonNil(s.n.Addrs()), Neighbors: nonNil(s.n.Neighbors()),
 		Known: len(tp.Nodes), Stats: statsOf(s.n.Stats()), API: s.Stats(),
 	}
 	for _, n := range tp.Nodes {
@@ -344,9 +345,10 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "to is required")
 		return
 	}
-	to, err := uuid.Parse(req.To)
+	tp := s.n.Topology()
+	to, err := ResolveNode(tp, req.To)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "to is not a UUID: "+err.Error())
+		writeError(w, http.StatusBadRequest, "to: "+err.Error())
 		return
 	}
 	body, ok := s.body(w, req.Body, req.BodyBase64)
@@ -361,7 +363,7 @@ func (s *Server) send(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "to is this node")
 		return
 	}
-	ni, known := s.n.Topology().Node(to)
+	ni, known := tp.Node(to)
 	reachable := known && ni.Distance >= 0
 	ctx, cancel := context.WithTimeout(r.Context(), s.opt.SendTimeout)
 	defer cancel()

@@ -67,6 +67,7 @@ func line(t *testing.T, size int, opt Options) []*apiNode {
 			t.Fatal(err)
 		}
 		n, err := node.New(tr,
+			node.WithName(addr),
 			node.WithKeepalive(50*time.Millisecond, 4),
 			node.WithMaxBody(testMaxBody),
 			node.WithMinConnections(0),
@@ -120,15 +121,23 @@ func TestRequests(t *testing.T) {
 		want                            string // substring of the answer
 	}{
 		{"status", "GET", "/v1/status", "", "", 200, `"id": "` + a.n.ID().String()},
+		{"status name", "GET", "/v1/status", "", "", 200, `"name": "n0"`},
+		{"topology names", "GET", "/v1/topology", "", "", 200, `"name": "n2"`},
 		{"status HEAD", "HEAD", "/v1/status", "", "", 200, ""},
 		{"topology", "GET", "/v1/topology", "", "", 200, `"diameter": 2`},
 		{"send text", "POST", "/v1/send", "application/json", `{"to":"` + c.n.ID().String() + `","body":"hi"}`, 202, `"reachable": true`},
 		{"send base64", "POST", "/v1/send", "application/json; charset=utf-8", `{"to":"` + c.n.ID().String() + `","body_base64":"AP8="}`, 202, `"accepted": true`},
 		{"send empty body", "POST", "/v1/send", "application/json", `{"to":"` + c.n.ID().String() + `","body":""}`, 202, `"accepted": true`},
+		{"send by name", "POST", "/v1/send", "", `{"to":"n2","body":"x"}`, 202, `"to": "` + c.n.ID().String()},
+		{"send by prefix", "POST", "/v1/send", "", `{"to":"` + c.n.ID().String()[:8] + `","body":"x"}`, 202, `"to": "` + c.n.ID().String()},
+		{"send by prefix with hyphen", "POST", "/v1/send", "", `{"to":"` + strings.ToUpper(c.n.ID().String()[:13]) + `","body":"x"}`, 202, `"to": "` + c.n.ID().String()},
+		{"send to unknown name", "POST", "/v1/send", "", `{"to":"nosuch","body":"x"}`, 400, `\"nosuch\" is neither a UUID`},
+		{"send to short prefix", "POST", "/v1/send", "", `{"to":"` + c.n.ID().String()[:3] + `","body":"x"}`, 400, "at least 4 hex digits"},
+		{"send to own name", "POST", "/v1/send", "", `{"to":"n0","body":"x"}`, 400, "this node"},
 		{"send to unknown node", "POST", "/v1/send", "application/json", `{"to":"` + uuid.NewString() + `","body":"x"}`, 202, `"reachable": false`},
 		{"broadcast", "POST", "/v1/broadcast", "application/json", `{"body":"all"}`, 202, `"nodes": 2`},
 		{"send no to", "POST", "/v1/send", "", `{"body":"x"}`, 400, "to is required"},
-		{"send bad to", "POST", "/v1/send", "", `{"to":"zzz","body":"x"}`, 400, "not a UUID"},
+		{"send bad to", "POST", "/v1/send", "", `{"to":"zzz","body":"x"}`, 400, "neither a UUID"},
 		{"send nil to", "POST", "/v1/send", "", `{"to":"00000000-0000-0000-0000-000000000000","body":"x"}`, 400, "nil UUID"},
 		{"send to self", "POST", "/v1/send", "", `{"to":"` + a.n.ID().String() + `","body":"x"}`, 400, "this node"},
 		{"send no body", "POST", "/v1/send", "", `{"to":"` + c.n.ID().String() + `"}`, 400, "body or body_base64 is required"},
@@ -445,6 +454,7 @@ func localReq(method, target string, body io.Reader) *http.Request {
 // fakeNode is a Node whose behaviour the test sets.
 type fakeNode struct {
 	id      uuid.UUID
+	others  []routing.NodeInfo // in its Topology besides itself
 	in      chan node.Delivery
 	events  chan node.Event
 	sendErr error
@@ -454,12 +464,15 @@ func newFake() *fakeNode {
 	return &fakeNode{id: uuid.New(), in: make(chan node.Delivery), events: make(chan node.Event)}
 }
 
-func (f *fakeNode) ID() uuid.UUID                                         { return f.id }
-func (f *fakeNode) Epoch() uint64                                         { return 1 }
-func (f *fakeNode) Addrs() []string                                       { return nil }
-func (f *fakeNode) Neighbors() []uuid.UUID                                { return nil }
-func (f *fakeNode) Stats() node.Stats                                     { return node.Stats{} }
-func (f *fakeNode) Topology() routing.Topology                            { return routing.Topology{Self: f.id} }
+func (f *fakeNode) ID() uuid.UUID          { return f.id }
+func (f *fakeNode) Name() string           { return "" }
+func (f *fakeNode) Epoch() uint64          { return 1 }
+func (f *fakeNode) Addrs() []string        { return nil }
+func (f *fakeNode) Neighbors() []uuid.UUID { return nil }
+func (f *fakeNode) Stats() node.Stats      { return node.Stats{} }
+func (f *fakeNode) Topology() routing.Topology {
+	return routing.Topology{Self: f.id, Nodes: append([]routing.NodeInfo{{ID: f.id}}, f.others...)}
+}
 func (f *fakeNode) Connect(ctx context.Context, addr string) error        { return f.sendErr }
 func (f *fakeNode) Send(ctx context.Context, _ uuid.UUID, _ []byte) error { return f.wait(ctx) }
 func (f *fakeNode) Broadcast(ctx context.Context, _ []byte) error         { return f.wait(ctx) }

@@ -15,6 +15,8 @@ import (
 type Status struct {
 	// ID is the node's UUID, its address in the mesh.
 	ID uuid.UUID `json:"id"`
+	// Name is the node's human name (meshnode run --name), absent if none.
+	Name string `json:"name,omitempty"`
 	// Epoch is the node's incarnation number (new at every start).
 	Epoch uint64 `json:"epoch"`
 	// Addrs are the transport addresses other nodes dial to reach this one.
@@ -120,6 +122,9 @@ type Topology struct {
 type NodeInfo struct {
 	// ID is the node's UUID.
 	ID uuid.UUID `json:"id"`
+	// Name is the node's human name from its link-state record, absent if
+	// it has none. Names need not be unique.
+	Name string `json:"name,omitempty"`
 	// Epoch is the node's incarnation number.
 	Epoch uint64 `json:"epoch"`
 	// Seq is the sequence number of the node's link-state record.
@@ -142,7 +147,7 @@ func topologyOf(tp routing.Topology) Topology {
 	out := Topology{Self: tp.Self, Version: tp.Version, Diameter: tp.Diameter(), Nodes: make([]NodeInfo, 0, len(tp.Nodes))}
 	for _, n := range tp.Nodes {
 		ni := NodeInfo{
-			ID: n.ID, Epoch: n.Epoch, Seq: n.Seq, Addrs: nonNil(n.Addrs), FreeSlots: n.FreeSlots,
+			ID: n.ID, Name: n.Name, Epoch: n.Epoch, Seq: n.Seq, Addrs: nonNil(n.Addrs), FreeSlots: n.FreeSlots,
 			Neighbors: nonNil(n.Neighbors), Distance: n.Distance,
 		}
 		if n.NextHop != uuid.Nil {
@@ -165,7 +170,9 @@ func nonNil[T any](s []T) []T {
 // SendRequest is the body of POST /v1/send. Exactly one of Body and
 // BodyBase64 must be present; an empty body is allowed.
 type SendRequest struct {
-	// To is the destination node's UUID.
+	// To is the destination node: its UUID, a unique prefix of it (at
+	// least 4 hex digits, hyphens optional) or its name, if unique; see
+	// ResolveNode.
 	To string `json:"to"`
 	// Body is the message as text.
 	Body *string `json:"body,omitempty"`
