@@ -42,7 +42,7 @@ func (ls *linkState) applyStates(from *peer, sl message.StateList) {
 		case routing.Accepted:
 			fwd = append(fwd, s)
 			if known && s.Epoch > prev {
-				c.streams.restarted(s.Origin)
+				c.streams.restarted(s.Origin, s.Epoch)
 			}
 		case routing.Rejected:
 			c.hostile(from.id, "network_state", err)

@@ -18,6 +18,11 @@ type outStream struct {
 	targets []uuid.UUID // {dst} for unicast, reused for every Push
 	snd     *reliability.Sender
 	backlog fifo
+	// dstEpoch is the life of the destination this stream talks to: its
+	// epoch in link state when the stream started, or in the acks since,
+	// whichever is newer (0 when unknown). Acks can show a restart before
+	// link state does, so it is not a copy of routing's record.
+	dstEpoch uint64
 }
 
 // rxKey names an incoming stream: a source's unicast or broadcast stream.
@@ -61,6 +66,7 @@ func (ss *streams) newStream(dst uuid.UUID) *outStream {
 	}
 	if dst != uuid.Nil {
 		s.targets = []uuid.UUID{dst}
+		s.dstEpoch, _ = c.rt.Epoch(dst)
 	}
 	return s
 }
@@ -311,6 +317,31 @@ func (ss *streams) onAck(p *peer, m message.Message) {
 		c.hostile(p.id, "ack for a stream never opened", nil)
 		return
 	}
+	// An ack names the life that sends it. One from a newer life than the
+	// destination this node knows means it restarted: what is in flight
+	// may have reached the previous life too, so it fails (ErrPeerRestarted)
+	// before the new life's ack could confirm it; the ack, of the old
+	// stream, is then stale. One from an older life is stale already.
+	known := s.dstEpoch
+	if s == ss.bcast {
+		known, _ = c.rt.Epoch(m.UID.Node)
+	}
+	switch ep := m.Header.Epoch; {
+	case known != 0 && ep < known:
+		return
+	case known != 0 && ep > known && s != ss.bcast:
+		ss.restarted(m.UID.Node, ep)
+		return
+	case known != 0 && ep > known:
+		for _, f := range s.snd.RemoveTarget(m.UID.Node, ErrPeerRestarted) {
+			ss.report(s, f)
+		}
+		ss.pump(s)
+		ss.unpark()
+		return
+	case known == 0 && s != ss.bcast:
+		s.dstEpoch = ep
+	}
 	freed, err := s.snd.OnAck(c.now, m.UID.Node, a)
 	switch {
 	case errors.Is(err, reliability.ErrStaleAck):
@@ -419,8 +450,9 @@ func (ss *streams) checkStuck(s *outStream) {
 // makes the receiver drop anything left of the old one. The broadcast
 // stream drops the old life as a target; the new one is added when routes
 // show it.
-func (ss *streams) restarted(origin uuid.UUID) {
-	if s := ss.out[origin]; s != nil {
+func (ss *streams) restarted(origin uuid.UUID, epoch uint64) {
+	if s := ss.out[origin]; s != nil && epoch > s.dstEpoch {
+		s.dstEpoch = epoch
 		ss.resetStream(s, ErrPeerRestarted)
 	}
 	for _, f := range ss.bcast.snd.RemoveTarget(origin, ErrPeerRestarted) {

@@ -32,8 +32,8 @@ func envInt(t *testing.T, name string, def int) int {
 //
 // The envelope is what the protocol handles today: one-way latencies up to
 // 5 ms with jitter, loss up to 10 %, duplication and reordering up to 5 %,
-// partitions shorter than the retry budget, crashes and graceful leaves,
-// joins over lossy links. Broadcasts are held to the full promise
+// partitions shorter than the retry budget, crashes, graceful leaves and
+// restarts with a new epoch, joins over lossy links. Broadcasts are held to the full promise
 // only in runs without crashes, leaves and cuts: today a node that is cut
 // off when a broadcast enters the window is skipped silently, and one that
 // becomes reachable again is not added back (failures 2 and 7 of the
@@ -120,6 +120,21 @@ func propertyRun(t *testing.T, seed uint64) {
 			a.Leave()
 			rec.StrictBroadcast = false
 			what = fmt.Sprintf("n%d leaves", a.Index())
+		case k < 68:
+			// A crashed (or left) node comes back: same UUID, new epoch.
+			var down []*sim.Node
+			for _, n := range s.Nodes() {
+				if !n.Alive() {
+					down = append(down, n)
+				}
+			}
+			if len(down) > 0 {
+				n := down[r.IntN(len(down))]
+				n.Restart()
+				n.Connect(pick().Addr, nil)
+				rec.StrictBroadcast = false
+				what = fmt.Sprintf("n%d restarts", n.Index())
+			}
 		case k < 74:
 			// Over a lossy link like the others (failure 6 of the
 			// protocol-correctness issue is fixed).

@@ -477,3 +477,35 @@ func TestSimLongRoundTripsNoSpuriousRetransmissions(t *testing.T) {
 		})
 	}
 }
+
+// Failure 4 of the protocol-correctness issue: after a crash, retransmissions
+// reached the new life before the sender learnt its new epoch; the new life
+// accepted and acknowledged them, and no failure was reported although the
+// old life may have delivered them too. Trials at 30 % loss and 60 ms delay.
+func TestSimRestartedDestinationIsToldApart(t *testing.T) {
+	const trials, count = 40, 12
+	for trial := range trials {
+		s := newSim(t)
+		s.Default = sim.Profile{Latency: 30 * time.Millisecond}
+		s.Configure = func(_ int, c *core.Config) {
+			lossy(c)
+			c.Rel.InitialRTO = 100 * time.Millisecond
+		}
+		rec := s.Record()
+		ns := addNodes(s, 3)
+		link(t, ns[0], ns[1])
+		link(t, ns[1], ns[2])
+		converge(t, s, time.Minute)
+		s.Default.Loss = 0.3
+		ns[0].Send(ns[2].ID, count, 64)
+		s.Run(time.Duration(50+s.Rand().IntN(150)) * time.Millisecond)
+		ns[2].Crash()
+		s.Run(10 * time.Millisecond)
+		ns[2].Restart()
+		ns[2].Connect(ns[1].Addr, nil)
+		settle(t, s, rec, 30*time.Minute)
+		if t.Failed() {
+			t.Fatalf("trial %d", trial)
+		}
+	}
+}
