@@ -9,9 +9,12 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -223,6 +226,7 @@ func oneLine(s string) string {
 func printStatus(w io.Writer, st meshapi.Status) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "id\t%s\n", st.ID)
+	fmt.Fprintf(tw, "name\t%s\n", displayName(st.Name))
 	fmt.Fprintf(tw, "epoch\t%d\n", st.Epoch)
 	fmt.Fprintf(tw, "addresses\t%s\n", strings.Join(st.Addrs, ", "))
 	fmt.Fprintf(tw, "neighbours\t%d\n", len(st.Neighbors))
@@ -260,7 +264,7 @@ func printTopology(w io.Writer, tp meshapi.Topology) {
 		return da - db
 	})
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tDIST\tVIA\tFREE\tADDRESSES\tNEIGHBOURS")
+	fmt.Fprintln(tw, "NODE\tNAME\tDIST\tVIA\tFREE\tADDRESSES\tNEIGHBOURS")
 	for _, n := range nodes {
 		dist, via := "-", "-"
 		if n.Distance >= 0 {
@@ -277,9 +281,22 @@ func printTopology(w io.Writer, tp meshapi.Topology) {
 		for _, id := range n.Neighbors {
 			nb = append(nb, short(id))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", name, dist, via, n.FreeSlots, strings.Join(n.Addrs, ","), strings.Join(nb, " "))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", name, displayName(n.Name), dist, via, n.FreeSlots, strings.Join(n.Addrs, ","), strings.Join(nb, " "))
 	}
 	tw.Flush()
 }
 
 func short(id uuid.UUID) string { return id.String()[:8] }
+
+// displayName is a node's name as a table shows it: "-" for none, quoted
+// if it has characters that would garble the line (meshnode refuses them
+// in --name, but other programs on the mesh may not).
+func displayName(name string) string {
+	switch {
+	case name == "":
+		return "-"
+	case strings.IndexFunc(name, func(r rune) bool { return unicode.IsControl(r) || r == utf8.RuneError }) >= 0:
+		return strconv.Quote(name)
+	}
+	return name
+}

@@ -12,12 +12,15 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/peterbourgon/ff/v3"
 	pionwebrtc "github.com/pion/webrtc/v4"
 
 	"github.com/distrirender/distrirender/internal/rtcsetup"
+	"github.com/distrirender/distrirender/message"
 	"github.com/distrirender/distrirender/transport/webrtc"
 )
 
@@ -77,6 +80,7 @@ type runConfig struct {
 	DiscoverInterval time.Duration
 	ID               string
 	IDFile           string
+	Name             string
 	LogLevel         slog.Level
 	LogFormat        string
 	MaxConnections   int
@@ -126,6 +130,7 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.DurationVar(&c.DiscoverInterval, "discover-interval", 10*time.Second, "how often to browse mDNS with --discover")
 	fs.StringVar(&c.ID, "id", "", "this node's `UUID` (default: random at every start, or kept in --id-file)")
 	fs.StringVar(&c.IDFile, "id-file", "", "`PATH` of a file holding the node's UUID; created with a random one if missing")
+	fs.StringVar(&c.Name, "name", "", "this node's human `NAME`, advertised to the mesh and shown by status, topology and the page; send takes it instead of the UUID when it is unique (at most 64 bytes, no control characters)")
 	c.LogLevel = slog.LevelInfo
 	fs.Var(levelFlag{&c.LogLevel}, "log-level", "log `LEVEL`: debug, info, warn or error (default info)")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log `FORMAT`: text or json")
@@ -161,6 +166,9 @@ func (c *runConfig) validate() error {
 		if _, err := parseID(c.ID); err != nil {
 			return fmt.Errorf("--id: %w", err)
 		}
+	}
+	if err := checkName(c.Name); err != nil {
+		return fmt.Errorf("--name %q: %w", c.Name, err)
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return fmt.Errorf("--log-format %q: want text or json", c.LogFormat)
@@ -275,6 +283,27 @@ func checkHostPort(addr string, listen bool) error {
 		return errors.New("the host is missing")
 	case strings.ContainsAny(host, " /"):
 		return fmt.Errorf("%q is not a host name or IP address", host)
+	}
+	return nil
+}
+
+// checkName checks a node's name: what the protocol carries (at most
+// message.MaxNameLen bytes of UTF-8, message.ValidateName), and no control
+// characters or surrounding spaces, which would garble the lines that show
+// it.
+func checkName(name string) error {
+	switch {
+	case len(name) > message.MaxNameLen:
+		return fmt.Errorf("%d bytes: want at most %d", len(name), message.MaxNameLen)
+	case !utf8.ValidString(name):
+		return errors.New("not UTF-8")
+	case strings.IndexFunc(name, unicode.IsControl) >= 0:
+		return errors.New("control characters (tabs, line breaks...) are not allowed")
+	case strings.TrimSpace(name) != name:
+		return errors.New("leading or trailing spaces are not allowed")
+	}
+	if err := message.ValidateName(name); err != nil {
+		return fmt.Errorf("not a valid node name: %w", err)
 	}
 	return nil
 }

@@ -50,10 +50,10 @@ func writeFile(t *testing.T, name, content string) string {
 
 func TestConfigPrecedence(t *testing.T) {
 	js := writeFile(t, "meshnode.json", `{"listen": "10.0.0.1:5000", "api": "127.0.0.1:8000",
-		"join": ["10.0.0.2:4242", "10.0.0.3:4242"], "max-connections": 7, "log-level": "debug", "discover": true}`)
+		"join": ["10.0.0.2:4242", "10.0.0.3:4242"], "max-connections": 7, "log-level": "debug", "discover": true, "name": "alpha"}`)
 	// A list may also be one comma-separated string, a number a string.
 	js2 := writeFile(t, "meshnode2.json", `{"listen": "10.0.0.1:5000", "api": "127.0.0.1:8000",
-		"join": "10.0.0.2:4242, 10.0.0.3:4242", "max-connections": "7", "log-level": "debug", "discover": "true"}`)
+		"join": "10.0.0.2:4242, 10.0.0.3:4242", "max-connections": "7", "log-level": "debug", "discover": "true", "name": "alpha"}`)
 	for _, file := range []string{js, js2} {
 		t.Run(filepath.Ext(file), func(t *testing.T) {
 			cases := []struct {
@@ -69,15 +69,17 @@ func TestConfigPrecedence(t *testing.T) {
 				{"file", []string{"--config", file}, nil, func(c runConfig) bool {
 					return c.Listen == "10.0.0.1:5000" && c.API == "127.0.0.1:8000" && c.MaxConnections == 7 &&
 						c.LogLevel == slog.LevelDebug && c.Discover && slices.Equal(c.Join, []string{"10.0.0.2:4242", "10.0.0.3:4242"}) &&
-						c.MinConnections == 5 // not in the file: default
+						c.Name == "alpha" && c.MinConnections == 5 // not in the file: default
 				}},
 				{"file named by env", nil, map[string]string{"MESHNODE_CONFIG": file}, func(c runConfig) bool {
 					return c.Listen == "10.0.0.1:5000"
 				}},
 				{"env over file", []string{"--config", file}, map[string]string{
 					"MESHNODE_LISTEN": "10.9.9.9:1", "MESHNODE_JOIN": "a:1", "MESHNODE_DISCOVER": "false", "MESHNODE_MAX_CONNECTIONS": "3",
+					"MESHNODE_NAME": "beta gamma",
 				}, func(c runConfig) bool {
 					return c.Listen == "10.9.9.9:1" && slices.Equal(c.Join, []string{"a:1"}) && !c.Discover && c.MaxConnections == 3 &&
+						c.Name == "beta gamma" &&
 						c.API == "127.0.0.1:8000" // from the file still
 				}},
 				{"empty env is unset", []string{"--config", file}, map[string]string{"MESHNODE_LISTEN": ""}, func(c runConfig) bool {
@@ -153,6 +155,11 @@ func TestValidate(t *testing.T) {
 		{[]string{"--id", "not-a-uuid"}, "--id"},
 		{[]string{"--id", uuid.Nil.String()}, "nil UUID"},
 		{[]string{"--log-format", "xml"}, "--log-format"},
+		{[]string{"--name", strings.Repeat("é", 33)}, "66 bytes: want at most 64"},
+		{[]string{"--name", "a\nb"}, "control characters"},
+		{[]string{"--name", "a\x00"}, "control characters"},
+		{[]string{"--name", "\xff"}, "not UTF-8"},
+		{[]string{"--name", " alpha"}, "leading or trailing spaces"},
 		{[]string{"--max-connections", "0"}, "--max-connections"},
 		{[]string{"--min-connections", "-1"}, "--min-connections"},
 		{[]string{"--listen", ""}, "--listen"},
@@ -299,6 +306,7 @@ func TestUsageExitCodes(t *testing.T) {
 		{[]string{"run", "-h"}, exitOK},
 		{[]string{"run", "--max-connections", "0"}, exitUsage},
 		{[]string{"run", "extra"}, exitUsage},
+		{[]string{"run", "--name", strings.Repeat("x", 65)}, exitUsage},
 		{[]string{"run", "--transport", "webrtc", "--join", "10.0.0.1:4242"}, exitUsage},
 		{[]string{"send", "only-one-arg"}, exitUsage},
 		// Bad addresses exit 2 before anything starts.

@@ -241,12 +241,13 @@ func TestWarnIfExposed(t *testing.T) {
 }
 
 // TestClientCommands runs the client subcommands, human-readable and JSON,
-// against in-process daemons.
+// against in-process daemons, named alpha and beta: send takes a node's
+// UUID, a prefix of it or its name.
 func TestClientCommands(t *testing.T) {
 	mem := memory.NewNetwork(memory.Config{Seed: 1})
 	defer mem.Close()
-	a := startInproc(t, mem, "a", runConfig{Listen: "a", MaxConnections: 10})
-	b := startInproc(t, mem, "b", runConfig{Listen: "b", Join: listFlag{"a"}, MaxConnections: 10})
+	a := startInproc(t, mem, "a", runConfig{Listen: "a", Name: "alpha", MaxConnections: 10})
+	b := startInproc(t, mem, "b", runConfig{Listen: "b", Name: "beta", Join: listFlag{"a"}, MaxConnections: 10})
 	testutil.WaitFor(t, 5*time.Second, "b to join a", func() bool { return len(b.neighbors(t)) == 1 })
 	env := []string{"MESHNODE_API=" + strings.TrimPrefix(b.api.BaseURL, "http://")} // b's API unless --api says otherwise
 	run := func(args ...string) (string, int) {
@@ -265,31 +266,43 @@ func TestClientCommands(t *testing.T) {
 	}()
 	testutil.WaitFor(t, 5*time.Second, "recv to open its stream", func() bool { return strings.Contains(recvOut.String(), "# receiving as") })
 
+	aID := a.n.ID().String()
 	for _, tc := range []struct {
 		args []string
 		want string
+		code int
 	}{
-		{[]string{"status"}, "id          " + b.n.ID().String()},
-		{[]string{"status", "--api", aAPI}, "id          " + a.n.ID().String()},
-		{[]string{"status", "--json"}, `"id": "` + b.n.ID().String()},
-		{[]string{"topology"}, b.n.ID().String() + " (self)  0"},
-		{[]string{"topology", "--json"}, `"diameter": 1`},
-		{[]string{"send", a.n.ID().String(), "hello a"}, "accepted for " + a.n.ID().String()},
-		{[]string{"send", "--json", a.n.ID().String(), "-"}, `"reachable": true`},
-		{[]string{"broadcast", "hello all"}, "accepted for 1 nodes"},
-		{[]string{"connect", "a"}, "is already a neighbour"},
-		{[]string{"connect", "nowhere"}, "502 Bad Gateway"},
+		{[]string{"status"}, "id          " + b.n.ID().String(), exitOK},
+		{[]string{"status"}, "name        beta\n", exitOK},
+		{[]string{"status", "--api", aAPI}, "id          " + aID, exitOK},
+		{[]string{"status", "--json"}, `"name": "beta"`, exitOK},
+		{[]string{"topology"}, b.n.ID().String() + " (self)  beta ", exitOK},
+		{[]string{"topology"}, aID + "         alpha  1 ", exitOK},
+		{[]string{"topology", "--json"}, `"name": "alpha"`, exitOK},
+		{[]string{"send", aID, "hello a"}, "accepted for " + aID, exitOK},
+		{[]string{"send", "--json", aID, "-"}, `"reachable": true`, exitOK},
+		// The 8-character prefixes topology shows, and names.
+		{[]string{"send", "alpha", "by name"}, "accepted for " + aID, exitOK},
+		{[]string{"send", aID[:8], "by prefix"}, "accepted for " + aID, exitOK},
+		{[]string{"send", "omega", "x"}, `meshnode send: 400 Bad Request: to: no such node: "omega" is neither a UUID`, exitError},
+		{[]string{"send", aID[:3], "x"}, "at least 4 hex digits", exitError},
+		{[]string{"send", "beta", "x"}, "400 Bad Request: to is this node", exitError},
+		{[]string{"broadcast", "hello all"}, "accepted for 1 nodes", exitOK},
+		{[]string{"connect", "a"}, "is already a neighbour", exitError},
+		{[]string{"connect", "nowhere"}, "502 Bad Gateway", exitError},
 	} {
-		out, _ := run(tc.args...)
-		if !strings.Contains(out, tc.want) {
-			t.Errorf("%q: output %q lacks %q", tc.args, out, tc.want)
+		out, code := run(tc.args...)
+		if !strings.Contains(out, tc.want) || code != tc.code {
+			t.Errorf("%q: exit %d, output %q; want %d and %q", tc.args, code, out, tc.code, tc.want)
 		}
 	}
 	from := b.n.ID().String()
-	testutil.WaitFor(t, 5*time.Second, "the three messages at a", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "the five messages at a", func() bool {
 		o := recvOut.String()
 		return strings.Contains(o, "from "+from+" #0: hello a") &&
 			strings.Contains(o, "from "+from+` #1: from\nstdin`) &&
+			strings.Contains(o, "from "+from+" #2: by name") &&
+			strings.Contains(o, "from "+from+" #3: by prefix") &&
 			strings.Contains(o, "broadcast from "+from+" #0: hello all")
 	})
 	stopRecv()

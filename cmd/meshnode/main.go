@@ -4,7 +4,10 @@
 //	meshnode run --listen 0.0.0.0:4242 --join 10.0.0.1:4242 [--discover]
 //	meshnode run --transport webrtc --signal http://10.0.0.1:9000/ --join PEER-ID
 //	meshnode status | topology | recv [--events] | connect ADDR
-//	meshnode send UUID TEXT | broadcast TEXT
+//	meshnode send NODE TEXT | broadcast TEXT
+//
+// NODE is a node's UUID, a unique prefix of it (at least 4 hex digits, as
+// topology shows 8) or its name (run --name), if unique.
 //
 // Over WebRTC a node's address is its PeerJS peer ID (--peer-id, default
 // its UUID) on a signalling server: one daemon serves it with
@@ -34,9 +37,10 @@ const usage = `meshnode: a mesh node daemon for LAN clusters over QUIC or WebRTC
 
 Usage:
   meshnode run [flags]              run a node (see meshnode run -h)
-  meshnode status [flags]           the node's ID, addresses, neighbours and counters
+  meshnode status [flags]           the node's ID, name, addresses, neighbours and counters
   meshnode topology [flags]         the mesh as the node sees it
-  meshnode send UUID TEXT [flags]   send TEXT to node UUID ("-" reads the body from stdin)
+  meshnode send NODE TEXT [flags]   send TEXT to NODE: a UUID, a unique prefix of one (at
+                                    least 4 hex digits) or a unique name ("-" reads stdin)
   meshnode broadcast TEXT [flags]   send TEXT to every node ("-" reads stdin)
   meshnode recv [flags]             print received messages until interrupted
   meshnode connect ADDR             open an edge to another node (HOST:PORT, or a peer ID over webrtc)

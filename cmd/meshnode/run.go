@@ -105,13 +105,16 @@ func runDaemon(ctx context.Context, c *runConfig, deps daemonDeps) error {
 	if id != uuid.Nil {
 		opts = append(opts, node.WithID(id))
 	}
+	if c.Name != "" {
+		opts = append(opts, node.WithName(c.Name))
+	}
 	n, err := node.New(tr, opts...)
 	if err != nil {
 		tr.Close()
 		return err
 	}
 	log = log.With("node", n.ID().String())
-	log.Info("node started", "epoch", n.Epoch(), "addrs", n.Addrs(), "transport", spec.transport, "listen", where)
+	log.Info("node started", "name", n.Name(), "epoch", n.Epoch(), "addrs", n.Addrs(), "transport", spec.transport, "listen", where)
 
 	d := &daemon{cfg: c, n: n, log: log, kick: make(chan struct{}, 1)}
 	api := meshapi.New(n, meshapi.Options{Logger: log.With("component", "api"), OnEvent: d.onEvent, AllowedHosts: c.APIAllowHost, CheckAddr: deps.checkAddr})
