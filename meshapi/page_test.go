@@ -3,6 +3,7 @@ package meshapi
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -25,6 +26,7 @@ type pageReport struct {
 	Path   []uuid.UUID    `json:"path"`
 	Events []string       `json:"events"`
 	Rate   string         `json:"rate"`
+	Labels []string       `json:"labels"`
 }
 
 // reports serves the API of srv with a same-origin POST /test/report that
@@ -67,11 +69,17 @@ func (rs *reports) wait(t *testing.T, what string, ok func(pageReport) bool) {
 
 // TestTopologyPage opens the live topology page of the first node of a
 // four-node line in headless Chromium, and checks what it draws as the mesh
-// changes: the nodes and edges, the path of a unicast to the far end, the
-// events and the message rates.
+// changes: the nodes and edges, labelled by name (by UUID prefix for the
+// unnamed n2), the path of a unicast to the far end (selected by its name),
+// the events and the message rates.
 func TestTopologyPage(t *testing.T) {
 	testutil.ChromiumPath(t)
-	nodes := line(t, 4, Options{LiveInterval: 200 * time.Millisecond})
+	nodes := namedLine(t, 4, Options{LiveInterval: 200 * time.Millisecond}, func(i int) string {
+		if i == 2 {
+			return ""
+		}
+		return fmt.Sprintf("n%d", i)
+	})
 	ids := make([]uuid.UUID, len(nodes))
 	for i, a := range nodes {
 		ids[i] = a.n.ID()
@@ -79,7 +87,7 @@ func TestTopologyPage(t *testing.T) {
 	rs := &reports{srv: nodes[0].srv}
 	ts := httptest.NewServer(rs)
 	t.Cleanup(ts.Close) // after Chromium's cleanup ends its stream
-	testutil.StartChromium(t, ts.URL+"/ui/?report=/test/report&to="+ids[3].String())
+	testutil.StartChromium(t, ts.URL+"/ui/?report=/test/report&to=n3")
 
 	edges := func(pairs ...[2]int) [][2]uuid.UUID {
 		var out [][2]uuid.UUID
@@ -103,6 +111,11 @@ func TestTopologyPage(t *testing.T) {
 	rs.wait(t, "the line", func(r pageReport) bool {
 		return len(r.Nodes) == 4 && same(r.Edges, edges([2]int{0, 1}, [2]int{1, 2}, [2]int{2, 3})) &&
 			slices.Equal(r.Path, ids)
+	})
+	rs.wait(t, "the names", func(r pageReport) bool {
+		got := slices.Sorted(slices.Values(r.Labels))
+		want := slices.Sorted(slices.Values([]string{"n0 (this node)", "n1", ids[2].String()[:8], "n3"}))
+		return slices.Equal(got, want)
 	})
 	// Traffic through n0 shows as a rate.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -142,7 +155,9 @@ func compareIDs(a, b uuid.UUID) int {
 // mesh to path (MESH_SCREENSHOT=$PWD/docs/topology.png go test -run
 // TestTopologyPage ./meshapi/ makes the README's picture).
 func screenshot(t *testing.T, path string) {
-	nodes := line(t, 12, Options{})
+	// Named as machines might be, but for two nodes left unnamed.
+	names := []string{"render-01", "render-02", "", "render-04", "gw-east", "render-06", "render-07", "", "storage", "render-10", "gw-west", "laptop"}
+	nodes := namedLine(t, 12, Options{}, func(i int) string { return names[i] })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, l := range [][2]int{{0, 5}, {2, 8}, {4, 11}, {6, 10}, {1, 9}, {3, 7}} {

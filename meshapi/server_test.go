@@ -40,9 +40,16 @@ type apiNode struct {
 	cl   *Client
 }
 
-// line builds nodes n0 - n1 - ... on one memory network, each with its API
-// and pump running; everything is closed at the end of the test.
+// line builds nodes n0 - n1 - ... on one memory network, named as their
+// addresses, each with its API and pump running; everything is closed at
+// the end of the test.
 func line(t *testing.T, size int, opt Options) []*apiNode {
+	t.Helper()
+	return namedLine(t, size, opt, func(i int) string { return fmt.Sprintf("n%d", i) })
+}
+
+// namedLine is line with node i named name(i) ("": no name).
+func namedLine(t *testing.T, size int, opt Options, name func(i int) string) []*apiNode {
 	t.Helper()
 	net := memory.NewNetwork(memory.Config{Seed: 1})
 	hc := &http.Client{Transport: &http.Transport{}}
@@ -67,7 +74,7 @@ func line(t *testing.T, size int, opt Options) []*apiNode {
 			t.Fatal(err)
 		}
 		n, err := node.New(tr,
-			node.WithName(addr),
+			node.WithName(name(i)),
 			node.WithKeepalive(50*time.Millisecond, 4),
 			node.WithMaxBody(testMaxBody),
 			node.WithMinConnections(0),
