@@ -4,10 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
+	"github.com/distrirender/distrirender/message"
 	"github.com/distrirender/distrirender/routing"
 )
 
@@ -76,10 +80,42 @@ func hexPrefix(ref string) (string, bool) {
 }
 
 // Label is how a node is shown to people: "name (8-char prefix)", or the
-// whole UUID when it has no name.
+// whole UUID when it has no name. The name is as Printable makes it.
 func Label(id uuid.UUID, name string) string {
 	if name == "" {
 		return id.String()
 	}
-	return fmt.Sprintf("%s (%s)", name, id.String()[:8])
+	return fmt.Sprintf("%s (%s)", Printable(name), id.String()[:8])
+}
+
+// Printable returns a node's name fit for one line of a terminal: as it
+// is, or Go-quoted if it has control characters or is not UTF-8 (CheckName
+// refuses those, but names come from every node of the mesh).
+func Printable(name string) string {
+	if strings.IndexFunc(name, func(r rune) bool { return unicode.IsControl(r) || r == utf8.RuneError }) >= 0 {
+		return strconv.Quote(name)
+	}
+	return name
+}
+
+// CheckName checks a node name given to a command (meshnode run --name,
+// distrirender --name): what the protocol carries (at most
+// message.MaxNameLen bytes of UTF-8, message.ValidateName), and no control
+// characters or surrounding spaces, which would garble the lines that show
+// it. The empty name (no name) is fine.
+func CheckName(name string) error {
+	switch {
+	case len(name) > message.MaxNameLen:
+		return fmt.Errorf("%d bytes: want at most %d", len(name), message.MaxNameLen)
+	case !utf8.ValidString(name):
+		return errors.New("not UTF-8")
+	case strings.IndexFunc(name, unicode.IsControl) >= 0:
+		return errors.New("control characters (tabs, line breaks...) are not allowed")
+	case strings.TrimSpace(name) != name:
+		return errors.New("leading or trailing spaces are not allowed")
+	}
+	if err := message.ValidateName(name); err != nil {
+		return fmt.Errorf("not a valid node name: %w", err)
+	}
+	return nil
 }

@@ -101,9 +101,39 @@ func TestLabel(t *testing.T) {
 	for _, tc := range []struct{ name, want string }{
 		{"", id.String()},
 		{"alpha", "alpha (d49365c9)"},
+		{"two\nlines", `"two\nlines" (d49365c9)`},
+		{"\xff", `"\xff" (d49365c9)`},
 	} {
 		if got := Label(id, tc.name); got != tc.want {
 			t.Errorf("Label(%q) = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestCheckName(t *testing.T) {
+	cases := []struct {
+		name string
+		err  string // substring; "" for a good name
+	}{
+		{"", ""},
+		{"alpha", ""},
+		{"render 01", ""},
+		{"Zürich-Ω", ""},
+		{strings.Repeat("x", 64), ""},
+		{strings.Repeat("x", 65), "65 bytes: want at most 64"},
+		{strings.Repeat("é", 33), "66 bytes"},
+		{"\xff", "not UTF-8"},
+		{"a\tb", "control characters"},
+		{"a\nb", "control characters"},
+		{"\x00", "control characters"},
+		{"\u0085x", "control characters"},
+		{" alpha", "leading or trailing spaces"},
+		{"alpha ", "leading or trailing spaces"},
+	}
+	for _, tc := range cases {
+		err := CheckName(tc.name)
+		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("CheckName(%q) = %v, want %q", tc.name, err, tc.err)
 		}
 	}
 }

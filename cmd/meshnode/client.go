@@ -9,12 +9,9 @@ import (
 	"io"
 	"net"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -288,15 +285,10 @@ func printTopology(w io.Writer, tp meshapi.Topology) {
 
 func short(id uuid.UUID) string { return id.String()[:8] }
 
-// displayName is a node's name as a table shows it: "-" for none, quoted
-// if it has characters that would garble the line (meshnode refuses them
-// in --name, but other programs on the mesh may not).
+// displayName is a node's name as a table shows it: "-" for none.
 func displayName(name string) string {
-	switch {
-	case name == "":
+	if name == "" {
 		return "-"
-	case strings.IndexFunc(name, func(r rune) bool { return unicode.IsControl(r) || r == utf8.RuneError }) >= 0:
-		return strconv.Quote(name)
 	}
-	return name
+	return meshapi.Printable(name)
 }

@@ -12,15 +12,13 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/peterbourgon/ff/v3"
 	pionwebrtc "github.com/pion/webrtc/v4"
 
 	"github.com/distrirender/distrirender/internal/rtcsetup"
-	"github.com/distrirender/distrirender/message"
+	"github.com/distrirender/distrirender/meshapi"
 	"github.com/distrirender/distrirender/transport/webrtc"
 )
 
@@ -167,7 +165,7 @@ func (c *runConfig) validate() error {
 			return fmt.Errorf("--id: %w", err)
 		}
 	}
-	if err := checkName(c.Name); err != nil {
+	if err := meshapi.CheckName(c.Name); err != nil {
 		return fmt.Errorf("--name %q: %w", c.Name, err)
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
@@ -283,27 +281,6 @@ func checkHostPort(addr string, listen bool) error {
 		return errors.New("the host is missing")
 	case strings.ContainsAny(host, " /"):
 		return fmt.Errorf("%q is not a host name or IP address", host)
-	}
-	return nil
-}
-
-// checkName checks a node's name: what the protocol carries (at most
-// message.MaxNameLen bytes of UTF-8, message.ValidateName), and no control
-// characters or surrounding spaces, which would garble the lines that show
-// it.
-func checkName(name string) error {
-	switch {
-	case len(name) > message.MaxNameLen:
-		return fmt.Errorf("%d bytes: want at most %d", len(name), message.MaxNameLen)
-	case !utf8.ValidString(name):
-		return errors.New("not UTF-8")
-	case strings.IndexFunc(name, unicode.IsControl) >= 0:
-		return errors.New("control characters (tabs, line breaks...) are not allowed")
-	case strings.TrimSpace(name) != name:
-		return errors.New("leading or trailing spaces are not allowed")
-	}
-	if err := message.ValidateName(name); err != nil {
-		return fmt.Errorf("not a valid node name: %w", err)
 	}
 	return nil
 }
