@@ -83,6 +83,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"render", "--out", "/"}, "is a directory"},
 		{[]string{"render", "--join-timeout", "0s"}, "--join-timeout"},
 		{[]string{"render", "--slots", "65"}, "--slots"},
+		{[]string{"render", "--name", "me"}, "--name is for a cluster node"},
+		{[]string{"render", "--join", "127.0.0.1:1", "--name", "a\tb"}, "--name \"a\\tb\": control characters"},
+		{[]string{"worker", "--name", strings.Repeat("w", 65)}, "--name"},
 		{[]string{"worker", "--transport", "memory"}, "memory transport"},
 		{[]string{"worker", "--join", "/ip4/127.0.0.1/tcp/1"}, "multiaddr"},
 		{[]string{"worker", "--join", "alice"}, "want HOST:PORT"},
@@ -163,7 +166,7 @@ func TestClusterOverQUIC(t *testing.T) {
 	var wout, werr testutil.SyncBuffer
 	code := make(chan int, 1)
 	go func() {
-		code <- run(ctx, []string{"worker", "--listen", "127.0.0.1:0", "--slots", "1", "--metrics", "127.0.0.1:0", "--pprof"}, &wout, &werr)
+		code <- run(ctx, []string{"worker", "--listen", "127.0.0.1:0", "--slots", "1", "--metrics", "127.0.0.1:0", "--pprof", "--name", "w-one"}, &wout, &werr)
 	}()
 	re := regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
 	var addr string
@@ -188,11 +191,18 @@ func TestClusterOverQUIC(t *testing.T) {
 	})
 	path := filepath.Join(t.TempDir(), "frame.png")
 	var out, errb bytes.Buffer
-	args := append([]string{"render", "--join", addr2, "--listen", "127.0.0.1:0", "--out", path}, small...)
+	args := append([]string{"render", "--join", addr2, "--listen", "127.0.0.1:0", "--out", path, "--name", "the boss"}, small...)
 	if c := run(ctx, args, &out, &errb); c != 0 {
 		t.Fatalf("render exit %d: %s%s", c, out.String(), errb.String())
 	}
 	t.Logf("%s", out.String())
+	// The report names the first worker by its --name, if it rendered
+	// anything (timing decides).
+	if m := regexp.MustCompile(`worker ([0-9a-f]{8})-\S+ listening`).FindStringSubmatch(werr.String()); m == nil {
+		t.Errorf("the first worker did not print its ID: %q", werr.String())
+	} else if strings.Contains(out.String(), " "+m[1]+" ") && !regexp.MustCompile(`(?m)^ *w-one +`+m[1]+" ").MatchString(out.String()) {
+		t.Errorf("the report lists the first worker, %s, but not by its name w-one:\n%s", m[1], out.String())
+	}
 	if got := readPNG(t, path); !bytes.Equal(got.Pix, want(t).Pix) {
 		t.Fatal("the cluster's frame differs from a single-node render")
 	}

@@ -15,6 +15,7 @@ import (
 	pionwebrtc "github.com/pion/webrtc/v4"
 
 	"github.com/distrirender/distrirender/internal/rtcsetup"
+	"github.com/distrirender/distrirender/meshapi"
 	"github.com/distrirender/distrirender/node"
 	"github.com/distrirender/distrirender/render"
 	"github.com/distrirender/distrirender/transport"
@@ -50,6 +51,7 @@ type meshFlags struct {
 	turnPass    string
 	iceServers  []pionwebrtc.ICEServer // --stun and --turn, parsed
 	ice         func(net.IP) bool      // --ice-net, parsed
+	name        string                 // --name: the node's human name
 	slots       int
 	verbose     bool
 	fs          *flag.FlagSet
@@ -69,6 +71,7 @@ func (m *meshFlags) register(fs *flag.FlagSet, listenHelp string) {
 	fs.StringVar(&m.turn, "turn", "", "webrtc cluster: TURN relays, `URL[,...]`, e.g. turn:turn.example.org:3478?transport=udp, with --turn-user and --turn-password")
 	fs.StringVar(&m.turnUser, "turn-user", "", "webrtc cluster: the `NAME` to give the --turn servers")
 	fs.StringVar(&m.turnPass, "turn-password", "", "webrtc cluster: the `SECRET` to give the --turn servers")
+	fs.StringVar(&m.name, "name", "", "cluster: this node's human `NAME`, advertised to the mesh and shown in the coordinator's report and by meshnode (at most 64 bytes, no control characters)")
 	fs.IntVar(&m.slots, "slots", 0, fmt.Sprintf("tiles each worker renders at once (default GOMAXPROCS, %d here; at most %d)", runtime.GOMAXPROCS(0), render.MaxSlots))
 	fs.BoolVar(&m.verbose, "v", false, "log what the nodes and the job protocol do")
 }
@@ -81,6 +84,9 @@ func (m *meshFlags) validate() error {
 	}
 	if m.slots < 0 || m.slots > render.MaxSlots {
 		return usagef("--slots %d: want 0 (GOMAXPROCS) to %d", m.slots, render.MaxSlots)
+	}
+	if err := meshapi.CheckName(m.name); err != nil {
+		return usagef("--name %q: %w", m.name, err)
 	}
 	if m.transport != transportWebRTC {
 		for _, f := range webrtcFlags {
@@ -171,11 +177,13 @@ type nodeSpec struct {
 	mem    *memory.Network // memory: the network
 	// name is the node's address on mem, or its webrtc peer ID ("": one
 	// the signalling server hands out).
-	name    string
-	signal  string                 // webrtc: the signalling server's URL
-	key     string                 // webrtc: the signalling server's API key ("": the default)
-	ice     func(net.IP) bool      // webrtc: the addresses ICE may use (nil: loopback)
-	servers []pionwebrtc.ICEServer // webrtc: STUN and TURN servers
+	name string
+	// nodeName is the node's human name (node.WithName; "": none).
+	nodeName string
+	signal   string                 // webrtc: the signalling server's URL
+	key      string                 // webrtc: the signalling server's API key ("": the default)
+	ice      func(net.IP) bool      // webrtc: the addresses ICE may use (nil: loopback)
+	servers  []pionwebrtc.ICEServer // webrtc: STUN and TURN servers
 	// waitSignal has a webrtc node wait for an unreachable signalling
 	// server, for at most signalPatience (0: no limit).
 	waitSignal     bool
@@ -188,7 +196,7 @@ type nodeSpec struct {
 // With --serve-signal it first serves the signalling server; stop, to call
 // after the node is closed, stops it.
 func (m *meshFlags) clusterSpec(stderr io.Writer, log *slog.Logger) (spec nodeSpec, stop func(), err error) {
-	spec = nodeSpec{kind: m.transport, listen: m.clusterListen()}
+	spec = nodeSpec{kind: m.transport, listen: m.clusterListen(), nodeName: m.name}
 	stop = func() {}
 	if m.transport != transportWebRTC {
 		return spec, stop, nil
@@ -196,7 +204,7 @@ func (m *meshFlags) clusterSpec(stderr io.Writer, log *slog.Logger) (spec nodeSp
 	if m.signal == "" && m.serveSignal == "" {
 		return spec, stop, usagef("a webrtc cluster needs a PeerJS signalling server: --signal URL of a running one, or --serve-signal HOST:PORT to serve one in this process")
 	}
-	spec = nodeSpec{kind: m.transport, name: m.peerID, signal: m.signal, key: m.signalKey, ice: m.ice, servers: m.iceServers, signalHint: m.signal, waitSignal: true}
+	spec = nodeSpec{kind: m.transport, nodeName: m.name, name: m.peerID, signal: m.signal, key: m.signalKey, ice: m.ice, servers: m.iceServers, signalHint: m.signal, waitSignal: true}
 	if spec.ice == nil {
 		spec.ice = rtcsetup.ClusterICE
 	}
@@ -263,7 +271,11 @@ func newNode(ctx context.Context, s nodeSpec, log *slog.Logger) (*node.Node, err
 		}
 		return nil, fmt.Errorf("listen %s on %s: %w", s.kind, s.listen, err)
 	}
-	n, err := node.New(tr, node.WithLogger(log))
+	opts := []node.Option{node.WithLogger(log)}
+	if s.nodeName != "" {
+		opts = append(opts, node.WithName(s.nodeName))
+	}
+	n, err := node.New(tr, opts...)
 	if err != nil {
 		tr.Close()
 		return nil, err

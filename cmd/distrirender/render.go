@@ -19,6 +19,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/distrirender/distrirender/internal/rtcsetup"
+	"github.com/distrirender/distrirender/meshapi"
 	"github.com/distrirender/distrirender/node"
 	"github.com/distrirender/distrirender/render"
 	"github.com/distrirender/distrirender/transport/memory"
@@ -93,6 +94,8 @@ func cmdRender(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usagef("--workers is for the embedded mesh; a cluster's workers are started with \"distrirender worker\"")
 	case !embedded && o.transport == transportMemory:
 		return usagef("the memory transport exists only inside one process: use it without --join and --listen")
+	case embedded && o.set("name"):
+		return usagef("--name is for a cluster node (with --join, --listen, --signal or --serve-signal): the embedded mesh names its nodes coordinator, worker-1...")
 	case embedded && (o.set("peer-id") || o.set("ice-net") || o.set("signal-key") || o.set("stun") || o.set("turn") || o.set("turn-user") || o.set("turn-password")):
 		return usagef("--peer-id, --ice-net, --signal-key, --stun and --turn are for a webrtc cluster node (with --join, --signal or --serve-signal): the embedded mesh names its nodes and stays on loopback")
 	}
@@ -145,7 +148,7 @@ func (o *renderOpts) embedded(ctx context.Context, out *atomicFile, stdout, stde
 		spec.signal = srv.URL
 	}
 	names := map[uuid.UUID]string{}
-	spec.name = "coordinator"
+	spec.name, spec.nodeName = "coordinator", "coordinator"
 	coord, err := newNode(ctx, spec, log.With("node", "coordinator"))
 	if err != nil {
 		return err
@@ -166,7 +169,7 @@ func (o *renderOpts) embedded(ctx context.Context, out *atomicFile, stdout, stde
 	for i := 1; i <= o.workers; i++ {
 		name := fmt.Sprintf("worker-%d", i)
 		wlog := log.With("node", name)
-		spec.name = name
+		spec.name, spec.nodeName = name, name
 		n, err := newNode(ctx, spec, wlog)
 		if err != nil {
 			return err
@@ -220,7 +223,11 @@ func (o *renderOpts) cluster(ctx context.Context, out *atomicFile, stdout, stder
 		}
 		fmt.Fprintf(stderr, "waiting for workers: distrirender worker --transport %s%s --join %s\n", o.transport, signal, n.Addrs()[0])
 	}
-	return o.coordinate(ctx, n, map[uuid.UUID]string{n.ID(): "coordinator"}, log, out, stdout, stderr)
+	self := "coordinator"
+	if o.name != "" {
+		self = o.name
+	}
+	return o.coordinate(ctx, n, map[uuid.UUID]string{n.ID(): self}, log, out, stdout, stderr)
 }
 
 // coordinate runs the job on node n, writes the PNG and prints the report.
@@ -240,6 +247,13 @@ func (o *renderOpts) coordinate(ctx context.Context, n *node.Node, names map[uui
 	}
 	if err := out.commit(); err != nil {
 		return fmt.Errorf("writing %s: %w", o.out, err)
+	}
+	// The workers' names, as far as this node knows them (the embedded
+	// mesh's it named itself).
+	for _, ni := range n.Topology().Nodes {
+		if _, ok := names[ni.ID]; !ok && ni.Name != "" {
+			names[ni.ID] = meshapi.Printable(ni.Name)
+		}
 	}
 	printReport(stdout, rep, names, n.ID())
 	fmt.Fprintf(stdout, "wrote %s\n", o.out)
