@@ -70,7 +70,12 @@ func runClient(ctx context.Context, cmd string, cl *meshapi.Client, pos []string
 			return err
 		}
 		if !*asJSON {
-			printStatus(stdout, st)
+			// The neighbours' names are in the topology.
+			tp, err := cl.Topology(ctx)
+			if err != nil {
+				return err
+			}
+			printStatus(stdout, st, tp)
 			return nil
 		}
 		out = st
@@ -220,7 +225,12 @@ func oneLine(s string) string {
 	return strings.NewReplacer("\r", `\r`, "\n", `\n`).Replace(s)
 }
 
-func printStatus(w io.Writer, st meshapi.Status) {
+// printStatus prints st, with the names of the neighbours that tp knows.
+func printStatus(w io.Writer, st meshapi.Status, tp meshapi.Topology) {
+	names := map[uuid.UUID]string{}
+	for _, n := range tp.Nodes {
+		names[n.ID] = n.Name
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "id\t%s\n", st.ID)
 	fmt.Fprintf(tw, "name\t%s\n", displayName(st.Name))
@@ -228,7 +238,11 @@ func printStatus(w io.Writer, st meshapi.Status) {
 	fmt.Fprintf(tw, "addresses\t%s\n", strings.Join(st.Addrs, ", "))
 	fmt.Fprintf(tw, "neighbours\t%d\n", len(st.Neighbors))
 	for _, n := range st.Neighbors {
-		fmt.Fprintf(tw, "\t%s\n", n)
+		if name := names[n]; name != "" {
+			fmt.Fprintf(tw, "\t%s  %s\n", n, meshapi.Printable(name))
+		} else {
+			fmt.Fprintf(tw, "\t%s\n", n)
+		}
 	}
 	fmt.Fprintf(tw, "mesh\t%d reachable of %d known\n", st.Reachable, st.Known)
 	s := st.Stats

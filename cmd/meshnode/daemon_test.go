@@ -274,6 +274,7 @@ func TestClientCommands(t *testing.T) {
 	}{
 		{[]string{"status"}, "id          " + b.n.ID().String(), exitOK},
 		{[]string{"status"}, "name        beta\n", exitOK},
+		{[]string{"status"}, "            " + aID + "  alpha\n", exitOK}, // its neighbour
 		{[]string{"status", "--api", aAPI}, "id          " + aID, exitOK},
 		{[]string{"status", "--json"}, `"name": "beta"`, exitOK},
 		{[]string{"topology"}, b.n.ID().String() + " (self)  beta ", exitOK},
