@@ -104,7 +104,8 @@ func TestHostileFramesNeverReachTheApplication(t *testing.T) {
 	fakeAckFromB := message.Message{
 		UID:    message.UID{Node: b.ID(), Index: message.AckIndex},
 		Header: message.Header{Type: message.TypeAck, HopLimit: 8, Target: a.ID(), Epoch: b.Epoch()},
-		Body:   message.Ack{StreamEpoch: a.Epoch(), Cum: 5000}.Append(nil),
+		// a's first unicast stream of this life has stream epoch Epoch()+1.
+		Body: message.Ack{StreamEpoch: a.Epoch() + 1, Cum: 5000}.Append(nil),
 	}
 	fromA := message.Message{
 		UID:    message.UID{Node: a.ID(), Index: 7},

@@ -93,6 +93,23 @@ func NewReceiver(cfg Config) *Receiver {
 	}
 }
 
+// Resume starts r as the receiver of stream incarnation epoch that has
+// delivered every index below next: a caller that dropped a receiver (its
+// origin's record aged out) and remembered Epoch and Next makes a new one
+// that still tells the stream's old messages from new ones, where a fresh
+// receiver would take a retransmission of a delivered message for a new
+// one. It panics if next is not below the modulo.
+func (r *Receiver) Resume(epoch uint64, next uint32) {
+	if next >= r.m {
+		panic("reliability: Resume with an index not below the modulo")
+	}
+	r.reset(epoch, next)
+}
+
+// Started reports whether the receiver has an incarnation (a first packet,
+// or Resume).
+func (r *Receiver) Started() bool { return r.init }
+
 // Epoch returns the epoch of the stream incarnation being received (0 before
 // the first packet).
 func (r *Receiver) Epoch() uint64 { return r.epoch }

@@ -56,6 +56,7 @@ type txCopy struct {
 	state    copyState
 	sent     bool // transmitted at least once (false after AddTarget until Tick)
 	retries  int  // retransmissions while pending
+	held     int  // timeouts held back without a retransmission (see Tick)
 	backoff0 int  // the target's backoff when the copy was first sent
 	lastSent time.Time
 	deadline time.Time // retransmission timer, while pending
@@ -351,13 +352,15 @@ func (s *Sender) Tick(now time.Time) (resend []Retransmit, failed []Failure) {
 			continue // stale
 		}
 		switch {
-		case c.sent && c.retries < s.cfg.MaxRetries && !c.t.sampled && slices.Contains(unsampled, c.t):
+		case c.sent && c.retries+c.held < s.cfg.MaxRetries && !c.t.sampled && slices.Contains(unsampled, c.t):
 			// The path's round trip is unknown and may simply exceed the
 			// initial RTO: retransmit one copy per timeout and hold the
 			// others back by the backed-off RTO, so that their
 			// acknowledgements, if they come, are valid samples (Karn's
-			// rule discards the retransmitted ones).
-			c.backoff0 = c.t.backedOff
+			// rule discards the retransmitted ones). A hold uses the retry
+			// budget as a retransmission would: an unreachable target's
+			// copies fail together, not one budget after another.
+			c.held++
 			c.deadline = now.Add(s.firstRTO(c.t))
 			s.schedule(e.seq, c)
 			continue
@@ -366,12 +369,12 @@ func (s *Sender) Tick(now time.Time) (resend []Retransmit, failed []Failure) {
 			c.lastSent = now
 			c.backoff0 = c.t.backedOff
 			c.deadline = now.Add(s.firstRTO(c.t))
-		case c.retries >= s.cfg.MaxRetries:
+		case c.retries+c.held >= s.cfg.MaxRetries:
 			failed = append(failed, Failure{
 				Seq:    e.seq,
 				Target: c.t.id,
 				Body:   e.body,
-				Err:    fmt.Errorf("%w: index %d to %s after %d retransmissions", ErrRetriesExhausted, e.seq, c.t.id, c.retries),
+				Err:    fmt.Errorf("%w: index %d to %s after %d retransmissions", ErrRetriesExhausted, e.seq, c.t.id, c.retries+c.held),
 			})
 			s.finish(e, c, copyFailed)
 			continue

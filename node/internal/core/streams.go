@@ -25,6 +25,24 @@ type outStream struct {
 	dstEpoch uint64
 }
 
+// tomb is where a dropped receive stream stood.
+type tomb struct {
+	epoch uint64
+	next  uint32
+	seq   uint64 // when it was buried, to tell stale entries of tombOrder
+}
+
+// buried names a tomb in the order they were made.
+type buried struct {
+	k   rxKey
+	seq uint64
+}
+
+// maxTombs bounds the receive streams remembered after their origin was
+// forgotten: a departed origin's late retransmissions come within minutes,
+// while churn forgets origins without end.
+const maxTombs = 4096
+
 // rxKey names an incoming stream: a source's unicast or broadcast stream.
 type rxKey struct {
 	src   uuid.UUID
@@ -40,28 +58,46 @@ type streams struct {
 	bcast  *outStream
 	rx     map[rxKey]*reliability.Receiver
 	parked []*SendRequest
+	// tombs remember where the receive streams of forgotten origins stood
+	// (bounded, oldest dropped first): see forget.
+	tombs     map[rxKey]tomb
+	tombOrder []buried // oldest first; entries whose tomb was dug up or replaced are stale
+	tombSeq   uint64
 
 	ackDue  []rxKey // acks to send once the current batch is handled
 	ackSet  map[rxKey]struct{}
 	blocked []rxKey // streams with deliveries waiting for inbound room
 	room    int     // deliveries the inbound queue can take
 
-	resets uint64 // stream resets so far: new stream epochs
+	resets uint64 // unicast streams started or reset so far: new stream epochs
 }
 
 func (ss *streams) init(c *Core) {
 	ss.c = c
 	ss.out = make(map[uuid.UUID]*outStream)
 	ss.rx = make(map[rxKey]*reliability.Receiver)
+	ss.tombs = make(map[rxKey]tomb)
 	ss.ackSet = make(map[rxKey]struct{})
 	ss.bcast = ss.newStream(uuid.Nil)
 }
 
+// newStream starts a stream to dst (uuid.Nil: the broadcast stream). Every
+// unicast stream gets a stream epoch of its own, larger than any before it
+// in this life: a receiver that still remembers an earlier stream to it
+// (this node forgot it, after a partition longer than the record MaxAge)
+// sees a newer stream and starts over, rather than taking the new indexes
+// for old duplicates. The next life's epochs are larger still (its node
+// epoch is its start time in nanoseconds).
 func (ss *streams) newStream(dst uuid.UUID) *outStream {
 	c := ss.c
+	epoch := c.cfg.Epoch
+	if dst != uuid.Nil {
+		ss.resets++
+		epoch += ss.resets
+	}
 	s := &outStream{
 		dst:     dst,
-		snd:     reliability.NewSender(c.cfg.Rel, c.cfg.Epoch),
+		snd:     reliability.NewSender(c.cfg.Rel, epoch),
 		backlog: fifo{limit: c.cfg.Backlog},
 	}
 	if dst != uuid.Nil {
@@ -224,6 +260,12 @@ func (ss *streams) onData(p *peer, m message.Message, bcast bool, body []byte) r
 			return reliability.Stale
 		}
 		rx = reliability.NewReceiver(c.cfg.Rel)
+		if t, ok := ss.tombs[k]; ok {
+			// The origin was forgotten and is back: what it delivered
+			// before stays delivered.
+			rx.Resume(t.epoch, t.next)
+			delete(ss.tombs, k)
+		}
 		ss.rx[k] = rx
 	}
 	v, err := rx.OnData(m.Header.Epoch, uint32(m.UID.Index), m.Header.Ref, body)
@@ -489,9 +531,30 @@ func (ss *streams) forget(id uuid.UUID) {
 		ss.report(ss.bcast, f)
 	}
 	ss.pump(ss.bcast)
-	delete(ss.rx, rxKey{src: id})
-	delete(ss.rx, rxKey{src: id, bcast: true})
+	for _, k := range []rxKey{{src: id}, {src: id, bcast: true}} {
+		if rx := ss.rx[k]; rx != nil && rx.Started() {
+			ss.bury(k, tomb{epoch: rx.Epoch(), next: rx.Next()})
+		}
+		delete(ss.rx, k)
+	}
 	ss.unpark()
+}
+
+// bury remembers where a dropped receive stream stood, so that the origin's
+// retransmissions of messages already delivered are not delivered again if
+// it comes back (its stream epoch tells a new stream apart: newStream).
+func (ss *streams) bury(k rxKey, t tomb) {
+	ss.tombSeq++
+	t.seq = ss.tombSeq
+	ss.tombs[k] = t
+	ss.tombOrder = append(ss.tombOrder, buried{k: k, seq: t.seq})
+	for len(ss.tombs) > maxTombs || len(ss.tombOrder) > 2*maxTombs {
+		b := ss.tombOrder[0]
+		ss.tombOrder = ss.tombOrder[1:]
+		if cur, ok := ss.tombs[b.k]; ok && cur.seq == b.seq {
+			delete(ss.tombs, b.k)
+		}
+	}
 }
 
 func (ss *streams) shutdown() {

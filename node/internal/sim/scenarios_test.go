@@ -509,3 +509,56 @@ func TestSimRestartedDestinationIsToldApart(t *testing.T) {
 		}
 	}
 }
+
+// Failure 3 of the protocol-correctness issue: after a partition longer
+// than the record MaxAge on one side only, a sender that had forgotten the
+// receiver started a new stream in the same stream epoch at index 0 while
+// the receiver, which had not forgotten it, still expected index k: every
+// packet looked like an old duplicate and every ack was invalid, for good.
+// One half refreshes its records every 10 s and the other every 30 s, so
+// the first half forgets the second some 20 s before the second forgets
+// the first; the partition heals in between.
+func TestSimStreamsAfterPartitionLongerThanMaxAge(t *testing.T) {
+	for _, cut := range []time.Duration{70 * time.Second, 75 * time.Second, 80 * time.Second} {
+		t.Run(cut.String(), func(t *testing.T) {
+			s := newSim(t)
+			s.Default = sim.Profile{Latency: time.Millisecond}
+			s.Configure = func(i int, c *core.Config) {
+				fast(c)
+				refresh := 30 * time.Second
+				if i < 3 {
+					refresh = 10 * time.Second
+				}
+				c.Routing = routing.Config{RefreshInterval: refresh, MaxAge: 90 * time.Second}.WithDefaults()
+			}
+			rec := s.Record()
+			ns := addNodes(s, 6)
+			for i := range ns {
+				link(t, ns[i], ns[(i+1)%len(ns)])
+			}
+			converge(t, s, time.Minute)
+			ns[0].Send(ns[3].ID, 200, 64)
+			ns[3].Send(ns[0].ID, 200, 64)
+			ns[0].Broadcast(20, 64)
+			ns[3].Broadcast(20, 64)
+			settle(t, s, rec, 10*time.Minute)
+			s.Run(27*time.Second - s.Elapsed())
+			s.Partition([]int{0, 1, 2}, []int{3, 4, 5})
+			s.Run(cut)
+			s.HealAll()
+			// The redial window is over: the application rejoins, as
+			// meshnode's --join does.
+			link(t, ns[3], ns[2])
+			converge(t, s, 5*time.Minute)
+			before := failures(s)
+			ns[0].Send(ns[3].ID, 100, 64)
+			ns[3].Send(ns[0].ID, 100, 64)
+			ns[0].Broadcast(20, 64)
+			ns[3].Broadcast(20, 64)
+			settle(t, s, rec, 10*time.Minute)
+			if k := failures(s) - before; k != 0 {
+				t.Fatalf("%d messages sent after the heal failed: the streams did not resynchronise (%s)", k, rec.Summary())
+			}
+		})
+	}
+}
