@@ -204,11 +204,6 @@ type Ready struct {
 	Dials        []Dial
 }
 
-// Empty reports whether r asks for nothing.
-func (r *Ready) Empty() bool {
-	return len(r.Writes) == 0 && len(r.Close) == 0 && len(r.Deliveries) == 0 && len(r.Answers) == 0 &&
-		len(r.Events) == 0 && len(r.EntryAnswers) == 0 && len(r.Dials) == 0
-}
 
 // topologyEventGap coalesces TopologyChanged events while routes converge.
 const topologyEventGap = 100 * time.Millisecond
@@ -273,9 +268,6 @@ func (c *Core) Topology() routing.Topology { return c.rt.Topology() }
 // Routes exposes the routing table to read (the simulator checks routes);
 // the caller must not change it.
 func (c *Core) Routes() *routing.Table { return c.rt }
-
-// Closed reports whether Shutdown was called.
-func (c *Core) Closed() bool { return c.closed }
 
 // Ready returns what the Core wants done since the last Advance. It first
 // sends the acknowledgements due and notes topology changes, so that one
