@@ -204,7 +204,6 @@ type Ready struct {
 	Dials        []Dial
 }
 
-
 // topologyEventGap coalesces TopologyChanged events while routes converge.
 const topologyEventGap = 100 * time.Millisecond
 
