@@ -157,12 +157,14 @@ func TestFullNodeRelaysAnEntryPointFromTheFlood(t *testing.T) {
 			case message.TypeKeepalive: // stay a live neighbour
 				_ = s.edge.Send(ctx, s.frame(message.TypeKeepalive, 0, uuid.Nil, 0, nil))
 			case message.TypeEntryRequest:
-				answer := message.Hello{Addrs: []string{m.Addr(1)}, FreeSlots: 1}
-				_ = s.edge.Send(ctx, s.frame(message.TypeEntryReply, msg.UID.Index, msg.UID.Node, 0, answer.Append(nil)))
+				// Noted before the answer goes out: the join may complete
+				// before this goroutine runs again.
 				select {
 				case asked <- msg.UID:
 				default:
 				}
+				answer := message.Hello{Addrs: []string{m.Addr(1)}, FreeSlots: 1}
+				_ = s.edge.Send(ctx, s.frame(message.TypeEntryReply, msg.UID.Index, msg.UID.Node, 0, answer.Append(nil)))
 			}
 		}
 	}()
