@@ -242,9 +242,3 @@ func DecrementHopLimit(frame []byte) bool {
 	frame[offHopLimit]--
 	return true
 }
-
-// SetIndex writes index as the UID index of an encoded frame in place. It
-// panics when frame is shorter than a header: the caller encoded the frame.
-func SetIndex(frame []byte, index int32) {
-	binary.BigEndian.PutUint32(frame[offIndex:], uint32(index))
-}

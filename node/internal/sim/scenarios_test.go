@@ -60,6 +60,17 @@ func link(t *testing.T, a, b *sim.Node) {
 	}
 }
 
+// ring adds k nodes linked in a ring and waits until routes converge.
+func ring(t *testing.T, s *sim.Sim, k int) []*sim.Node {
+	t.Helper()
+	ns := addNodes(s, k)
+	for i := range ns {
+		link(t, ns[i], ns[(i+1)%k])
+	}
+	converge(t, s, time.Minute)
+	return ns
+}
+
 func converge(t *testing.T, s *sim.Sim, limit time.Duration) {
 	t.Helper()
 	if !s.RunUntil(limit, func() bool { return sim.Converged(s) }) {
@@ -143,11 +154,7 @@ func TestSimRingLossDuplicationReordering(t *testing.T) {
 	s.Default = sim.Profile{Latency: time.Millisecond}
 	s.Configure = func(_ int, c *core.Config) { lossy(c) }
 	rec := s.Record()
-	ns := addNodes(s, size)
-	for i := range ns {
-		link(t, ns[i], ns[(i+1)%size])
-	}
-	converge(t, s, time.Minute)
+	ns := ring(t, s, size)
 	s.Default = sim.Profile{Latency: time.Millisecond, Jitter: time.Millisecond, Loss: 0.2, Dup: 0.1, Reorder: 0.1}
 	for _, f := range [][2]int{{0, 4}, {2, 5}, {7, 1}, {4, 0}} {
 		ns[f[0]].Send(ns[f[1]].ID, count, 200)
@@ -161,11 +168,7 @@ func TestSimKillForwarderMidStream(t *testing.T) {
 	s.Default = sim.Profile{Latency: time.Millisecond}
 	s.Configure = func(_ int, c *core.Config) { fast(c) }
 	rec := s.Record()
-	ns := addNodes(s, 6)
-	for i := range ns {
-		link(t, ns[i], ns[(i+1)%len(ns)])
-	}
-	converge(t, s, time.Minute)
+	ns := ring(t, s, 6)
 	ns[0].Send(ns[3].ID, 2000, 64)
 	// Kill the forwarder the route takes, after some messages crossed it.
 	s.Run(20 * time.Millisecond)
@@ -193,11 +196,7 @@ func TestSimPartitionHeals(t *testing.T) {
 			s.Default = sim.Profile{Latency: time.Millisecond}
 			s.Configure = func(_ int, cfg *core.Config) { fast(cfg) }
 			rec := s.Record()
-			ns := addNodes(s, 6)
-			for i := range ns {
-				link(t, ns[i], ns[(i+1)%len(ns)])
-			}
-			converge(t, s, time.Minute)
+			ns := ring(t, s, 6)
 			ns[0].Send(ns[3].ID, 500, 64)
 			ns[3].Send(ns[0].ID, 500, 64)
 			s.Run(10 * time.Millisecond)
@@ -532,11 +531,7 @@ func TestSimStreamsAfterPartitionLongerThanMaxAge(t *testing.T) {
 				c.Routing = routing.Config{RefreshInterval: refresh, MaxAge: 90 * time.Second}.WithDefaults()
 			}
 			rec := s.Record()
-			ns := addNodes(s, 6)
-			for i := range ns {
-				link(t, ns[i], ns[(i+1)%len(ns)])
-			}
-			converge(t, s, time.Minute)
+			ns := ring(t, s, 6)
 			ns[0].Send(ns[3].ID, 200, 64)
 			ns[3].Send(ns[0].ID, 200, 64)
 			ns[0].Broadcast(20, 64)

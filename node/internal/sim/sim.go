@@ -88,9 +88,6 @@ func (s *Sim) Rand() *rand.Rand { return s.rng }
 // Nodes returns every node ever added, in order.
 func (s *Sim) Nodes() []*Node { return s.nodes }
 
-// Node returns node i.
-func (s *Sim) Node(i int) *Node { return s.nodes[i] }
-
 func (s *Sim) tracef(format string, args ...any) {
 	if s.Trace != nil {
 		s.Trace(fmt.Sprintf("%10.6f ", s.Elapsed().Seconds()) + fmt.Sprintf(format, args...))
@@ -197,11 +194,8 @@ func (s *Sim) profile(i, j int) Profile {
 }
 
 // Cut makes the network drop everything between nodes i and j, and refuse
-// their dials, until Heal.
+// their dials, until HealAll.
 func (s *Sim) Cut(i, j int) { s.cut[pair(i, j)] = true }
-
-// Heal undoes Cut.
-func (s *Sim) Heal(i, j int) { delete(s.cut, pair(i, j)) }
 
 // Partition cuts every pair across the two groups.
 func (s *Sim) Partition(a, b []int) {

@@ -3,7 +3,6 @@ package sim_test
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/distrirender/distrirender/internal/testutil"
 	"github.com/distrirender/distrirender/node/internal/sim"
@@ -28,28 +27,4 @@ func newSim(t *testing.T) *sim.Sim {
 		}
 	})
 	return s
-}
-
-func TestLine(t *testing.T) {
-	s := newSim(t)
-	s.Default = sim.Profile{Latency: time.Millisecond}
-	rec := s.Record()
-	var ns []*sim.Node
-	for range 5 {
-		ns = append(ns, s.AddNode())
-	}
-	for i := range 4 {
-		ns[i].Link(ns[i+1])
-	}
-	if !s.RunUntil(time.Minute, func() bool { return sim.Converged(s) }) {
-		t.Fatal("line did not converge")
-	}
-	ns[0].Send(ns[4].ID, 1000, 64)
-	if !s.RunUntil(10*time.Minute, rec.Settled) {
-		t.Fatalf("not settled: %s", rec)
-	}
-	if p := rec.Check(); p != nil {
-		t.Fatal(strings.Join(p, "\n"))
-	}
-	t.Logf("%s in %v of virtual time, %d events", rec.Summary(), s.Elapsed(), s.Steps())
 }
