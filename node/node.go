@@ -51,6 +51,10 @@ var (
 	// ErrPeerRestarted is the cause reported for messages in flight to a node
 	// that restarted (a new epoch): they may have reached its previous life.
 	ErrPeerRestarted = core.ErrPeerRestarted
+	// ErrUnreached is the cause reported for a broadcast to a node this node
+	// knew (held its link-state record) but could not reach while the
+	// broadcast was in flight.
+	ErrUnreached = core.ErrUnreached
 )
 
 // Reasons a neighbour goes down, reported in NeighborDown events.

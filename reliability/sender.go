@@ -172,6 +172,10 @@ func (s *Sender) InFlight() int { return s.n }
 // index to be assigned if nothing is.
 func (s *Sender) Base() uint32 { return s.base }
 
+// InWindow reports whether message seq is in flight: between the base and
+// the next index to be assigned.
+func (s *Sender) InWindow(seq uint32) bool { return seq < s.m && dist(s.base, seq, s.m) < uint32(s.n) }
+
 // Next returns the index the next Push will assign.
 func (s *Sender) Next() uint32 { return add(s.base, uint32(s.n), s.m) }
 

@@ -136,6 +136,13 @@ func TestSenderWindow(t *testing.T) {
 		if p.Seq != uint32(i)%7 || p.Base != uint32(i-2)%7 || string(p.Body) != fmt.Sprint(i) {
 			t.Fatalf("packet %d = %+v", i, p)
 		}
+		// In flight: i-2, i-1, i (mod 7); nothing else, nor indexes past the modulus.
+		for k := uint32(0); k < 9; k++ {
+			want := k < 7 && (k == uint32(i)%7 || k == uint32(i-1)%7 || k == uint32(i-2)%7)
+			if s.InWindow(k) != want {
+				t.Fatalf("after packet %d: InWindow(%d) = %v", i, k, !want)
+			}
+		}
 	}
 	if n := mustAck(t, s, at(time.Second), nodeA, message.Ack{StreamEpoch: 9, Cum: 30 % 7}); n != 3 || s.InFlight() != 0 {
 		t.Fatalf("final ack freed %d, %d in flight", n, s.InFlight())

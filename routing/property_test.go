@@ -184,6 +184,16 @@ func check(t *testing.T, tab *Table, m *model, universe []uuid.UUID) {
 	if got := tab.Reachable(); !equalIDs(got, sortedIDs(want...)) || tab.ReachableCount() != len(want) {
 		t.Fatalf("Reachable has %d nodes (count %d); naive %d", len(got), tab.ReachableCount(), len(want))
 	}
+	want = want[:0]
+	for id, r := range m.recs {
+		if _, ok := dist[id]; !ok && len(r.nbrs) > 0 {
+			want = append(want, id)
+		}
+	}
+	prefix := []uuid.UUID{m.self}
+	if got := tab.Unreached(prefix); !equalIDs(got[1:], sortedIDs(want...)) || got[0] != m.self {
+		t.Fatalf("Unreached = %v; naive %v", got, sortedIDs(want...))
+	}
 	tp := tab.Topology()
 	for _, n := range tp.Nodes {
 		if n.Distance != -1 || dist[n.ID] != 0 {

@@ -187,6 +187,24 @@ func (t *Table) reachable() []uuid.UUID {
 	return t.reach
 }
 
+// Unreached appends to dst, sorted, the nodes with a record here that are not
+// reachable and whose record lists a neighbour (a node that left the mesh
+// says so with a record that lists none), and returns the extended slice.
+// While every known node is reachable it costs nothing.
+func (t *Table) Unreached(dst []uuid.UUID) []uuid.UUID {
+	if len(t.reachable())+1 >= len(t.records) {
+		return dst
+	}
+	n := len(dst)
+	for id, r := range t.records {
+		if r != t.local && len(r.st.Neighbors) > 0 && t.routes[r.slot].dist < 0 {
+			dst = append(dst, id)
+		}
+	}
+	slices.SortFunc(dst[n:], compareID)
+	return dst
+}
+
 // maxGained bounds the nodes TakeGained remembers: a caller that never
 // takes them must not make the Table grow.
 const maxGained = 1 << 16

@@ -30,6 +30,9 @@ var (
 	// ErrPeerRestarted is the cause reported for messages in flight to a node
 	// that restarted (a new epoch): they may have reached its previous life.
 	ErrPeerRestarted = errors.New("node: destination restarted")
+	// ErrUnreached is the cause reported for a broadcast to a node the
+	// sender knew but could not reach while the broadcast was in flight.
+	ErrUnreached = errors.New("node: destination unreachable while the broadcast was in flight")
 	// ErrCancelled answers a send request that its caller gave up on.
 	ErrCancelled = errors.New("node: send cancelled")
 )

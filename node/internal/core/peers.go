@@ -52,6 +52,9 @@ func (q *fifo) push(f []byte) bool {
 	return true
 }
 
+// at returns the i-th oldest frame, without removing it.
+func (q *fifo) at(i int) []byte { return q.frames[q.head+i] }
+
 // pop removes and returns the oldest frame; the queue must not be empty.
 func (q *fifo) pop() []byte {
 	f := q.frames[q.head]
@@ -466,16 +469,25 @@ func (c *Core) silenceLimit(p *peer) time.Duration {
 
 // ---- shutdown ----
 
-// Shutdown leaves the mesh: it queues a goodbye for every neighbour (with the
-// others' addresses, so that one left short of neighbours knows where to go),
-// reports every unconfirmed message as failed and refuses the parked send
-// requests. The caller writes the last Writes, then closes every edge.
+// Shutdown leaves the mesh: it reports every unconfirmed message as failed,
+// refuses the parked send requests, floods a last record with no neighbours
+// and queues a goodbye for every neighbour (with the others' addresses, so
+// that one left short of neighbours knows where to go). The caller writes
+// the last Writes, then closes every edge.
 func (c *Core) Shutdown(now time.Time) {
 	c.now = now
 	if c.closed {
 		return
 	}
 	c.closed = true
+	c.streams.shutdown()
+	// The last record lists no neighbour: every node learns that this one
+	// left, rather than that it cannot be reached (a broadcast does not
+	// report a node that left; see streams.pump).
+	for _, p := range c.peers.list {
+		c.rt.RemoveNeighbor(now, p.id, 0)
+	}
+	c.ls.floodStates(nil, message.StateList{c.rt.Local()})
 	for _, p := range c.peers.list {
 		var eps []string
 		for _, q := range c.peers.list {
@@ -485,5 +497,4 @@ func (c *Core) Shutdown(now time.Time) {
 		}
 		c.enqueue(p, c.control(message.TypeGoodbye, uuid.Nil, 0, message.Hello{Addrs: eps}.Append(nil)), true)
 	}
-	c.streams.shutdown()
 }

@@ -18,11 +18,24 @@ type outStream struct {
 	targets []uuid.UUID // {dst} for unicast, reused for every Push
 	snd     *reliability.Sender
 	backlog fifo
+	// missed are the broadcasts in the window that known nodes could not be
+	// reached for when they entered it (broadcast stream only), oldest
+	// first: each names the nodes not reached since.
+	missed []missed
 	// dstEpoch is the life of the destination this stream talks to: its
 	// epoch in link state when the stream started, or in the acks since,
 	// whichever is newer (0 when unknown). Acks can show a restart before
 	// link state does, so it is not a copy of routing's record.
 	dstEpoch uint64
+}
+
+// missed is a broadcast in flight and the known nodes it has not reached:
+// they were unreachable when it entered the window and have not become
+// reachable since. When it leaves the window they are reported failed.
+type missed struct {
+	seq  uint32
+	body []byte
+	ids  []uuid.UUID
 }
 
 // tomb is where a dropped receive stream stood.
@@ -182,19 +195,45 @@ func (ss *streams) unpark() {
 }
 
 // pump moves messages from a stream's backlog into its window and sends them.
+// A broadcast is addressed to every node reachable now; the nodes known but
+// unreachable are remembered (missed) and reported failed if the broadcast
+// leaves the window before they can be reached.
 func (ss *streams) pump(s *outStream) {
 	c := ss.c
+	ss.reportMissed(s, ErrUnreached)
 	for !s.snd.Full() && s.backlog.Len() > 0 {
 		frame := s.backlog.pop()
 		targets := s.targets
+		var absent []uuid.UUID
 		if s.dst == uuid.Nil {
 			targets = c.rt.Reachable()
+			absent = c.rt.Unreached(nil)
 		}
 		pkt, err := s.snd.Push(c.now, bodyOf(frame), targets)
 		if err != nil {
-			continue // a broadcast with nobody to reach is done
+			// A broadcast with nobody to reach is done at once.
+			for _, id := range absent {
+				ss.report(s, reliability.Failure{Target: id, Body: bodyOf(frame), Err: ErrUnreached})
+			}
+			continue
+		}
+		if len(absent) > 0 {
+			s.missed = append(s.missed, missed{seq: pkt.Seq, body: pkt.Body, ids: absent})
 		}
 		ss.transmit(s, uuid.Nil, pkt, frame)
+	}
+}
+
+// reportMissed reports, with cause, the nodes a broadcast that left the
+// window (or every broadcast, when the window is empty) never reached.
+func (ss *streams) reportMissed(s *outStream, cause error) {
+	for len(s.missed) > 0 && !s.snd.InWindow(s.missed[0].seq) {
+		m := s.missed[0]
+		for _, id := range m.ids {
+			ss.report(s, reliability.Failure{Target: id, Seq: m.seq, Body: m.body, Err: cause})
+		}
+		s.missed[0] = missed{}
+		s.missed = s.missed[1:]
 	}
 }
 
@@ -508,8 +547,12 @@ func (ss *streams) restarted(origin uuid.UUID, epoch uint64) {
 // broadcasts in flight, those that were reachable before and came back
 // included (a message already confirmed by them is left alone).
 func (ss *streams) reachabilityChanged() {
+	b := ss.bcast
 	for _, id := range ss.c.rt.TakeGained() {
-		ss.bcast.snd.AddTarget(id)
+		b.snd.AddTarget(id)
+		for i := range b.missed {
+			b.missed[i].ids = slices.DeleteFunc(b.missed[i].ids, func(x uuid.UUID) bool { return x == id })
+		}
 	}
 }
 
@@ -529,6 +572,10 @@ func (ss *streams) forget(id uuid.UUID) {
 	}
 	for _, f := range ss.bcast.snd.RemoveTarget(id, gone) {
 		ss.report(ss.bcast, f)
+	}
+	// The broadcasts waiting for the window were meant for id too.
+	for i := range ss.bcast.backlog.Len() {
+		ss.report(ss.bcast, reliability.Failure{Target: id, Body: bodyOf(ss.bcast.backlog.at(i)), Err: gone})
 	}
 	ss.pump(ss.bcast)
 	for _, k := range []rxKey{{src: id}, {src: id, bcast: true}} {
@@ -562,8 +609,17 @@ func (ss *streams) shutdown() {
 		for _, f := range s.snd.FailAll(ErrClosed) {
 			ss.report(s, f)
 		}
+		ss.reportMissed(s, ErrClosed)
+		targets := s.targets
+		if s == ss.bcast && s.backlog.Len() > 0 {
+			// A broadcast never sent was meant for every node known.
+			targets = ss.c.rt.Unreached(ss.c.rt.Reachable())
+		}
 		for s.backlog.Len() > 0 {
-			ss.report(s, reliability.Failure{Target: s.dst, Body: bodyOf(s.backlog.pop()), Err: ErrClosed})
+			body := bodyOf(s.backlog.pop())
+			for _, id := range targets {
+				ss.report(s, reliability.Failure{Target: id, Body: body, Err: ErrClosed})
+			}
 		}
 	}
 	for _, r := range ss.parked {

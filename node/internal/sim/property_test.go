@@ -130,12 +130,10 @@ func propertyRun(t *testing.T, seed uint64) {
 		case k < 58 && len(live) > 3:
 			a := pick()
 			a.Crash()
-			rec.StrictBroadcast = false
 			what = fmt.Sprintf("n%d crashes", a.Index())
 		case k < 64 && len(live) > 3:
 			a := pick()
 			a.Leave()
-			rec.StrictBroadcast = false
 			what = fmt.Sprintf("n%d leaves", a.Index())
 		case k < 68:
 			// A crashed (or left) node comes back: same UUID, new epoch.
@@ -149,7 +147,6 @@ func propertyRun(t *testing.T, seed uint64) {
 				n := down[r.IntN(len(down))]
 				n.Restart()
 				n.Connect(pick().Addr, nil)
-				rec.StrictBroadcast = false
 				what = fmt.Sprintf("n%d restarts", n.Index())
 			}
 		case k < 74:
@@ -162,7 +159,6 @@ func propertyRun(t *testing.T, seed uint64) {
 			a, b := pick(), pick()
 			if a != b {
 				s.Cut(a.Index(), b.Index())
-				rec.StrictBroadcast = false
 				what = fmt.Sprintf("n%d and n%d cut", a.Index(), b.Index())
 			}
 		case k < 84:
@@ -186,7 +182,6 @@ func propertyRun(t *testing.T, seed uint64) {
 			s.Run(time.Duration(91+r.IntN(40)) * time.Second)
 			s.HealAll()
 			live[0].Connect(live[half].Addr, nil)
-			rec.StrictBroadcast = false
 			what = fmt.Sprintf("split %v | %v past MaxAge", a, b)
 		case k < 94 && len(live) > 1:
 			a, b := pick(), pick()

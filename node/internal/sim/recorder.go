@@ -15,22 +15,17 @@ import (
 // failed. It records what the cores accepted, delivered and reported.
 type Recorder struct {
 	sim       *Sim
-	accepted  map[origin]uint64           // messages accepted per stream
-	delivered map[flow][]delivery         // per stream and receiver, in order
-	failedSet map[flow]map[uint64]bool    // reported failures per stream and target
-	broken    map[int]bool                // nodes that crashed, left or restarted
-	bad       []string                    // deliveries that make no sense at all
-	unsafe    []string                    // duplicates and reorderings, as they happen
-	seen      map[flow]map[uint64]int     // deliveries per message
-	lives     map[flow]map[uint64][]int   // receiver lives per message
-	byID      func(uuid.UUID) (int, bool) // node index by ID
-	crashed   map[[2]int]bool             // (node, life) that crashed: its sends are nobody's to report
-	present   map[origin][]int            // broadcasts: how many nodes existed when each was accepted
-	// StrictBroadcast holds every broadcast to the unicast promise for the
-	// nodes that existed when it was accepted and stayed up (default). A
-	// test whose network partitions sets it false: the protocol does not
-	// promise that yet (issue "protocol correctness", failures 2 and 7).
-	StrictBroadcast bool
+	accepted  map[origin]uint64              // messages accepted per stream
+	delivered map[flow][]delivery            // per stream and receiver, in order
+	failedSet map[flow]map[uint64]bool       // reported failures per stream and target
+	broken    map[int]bool                   // nodes that crashed, left or restarted
+	bad       []string                       // deliveries that make no sense at all
+	unsafe    []string                       // duplicates and reorderings, as they happen
+	seen      map[flow]map[uint64]int        // deliveries per message
+	lives     map[flow]map[uint64][]int      // receiver lives per message
+	byID      func(uuid.UUID) (int, bool)    // node index by ID
+	crashed   map[[2]int]bool                // (node, life) that crashed: its sends are nobody's to report
+	known     map[origin]map[uint64][]uint64 // broadcasts: the nodes the sender knew when each was accepted (bit sets)
 }
 
 // origin is one sender's stream in one of its lives: to dst, or broadcast.
@@ -61,9 +56,7 @@ func (s *Sim) Record() *Recorder {
 		seen:      make(map[flow]map[uint64]int),
 		lives:     make(map[flow]map[uint64][]int),
 		crashed:   make(map[[2]int]bool),
-		present:   make(map[origin][]int),
-
-		StrictBroadcast: true,
+		known:     make(map[origin]map[uint64][]uint64),
 	}
 	r.byID = func(id uuid.UUID) (int, bool) {
 		for _, n := range s.nodes {
@@ -97,7 +90,16 @@ func (r *Recorder) onAccepted(n *Node, k streamKey, seq uint64) {
 		r.accepted[o] = seq + 1
 	}
 	if k.bcast {
-		r.present[o] = append(r.present[o], len(r.sim.nodes))
+		set := make([]uint64, (len(r.sim.nodes)+63)/64)
+		for _, m := range r.sim.nodes {
+			if m != n && n.core.Routes().Known(m.ID) {
+				set[m.idx/64] |= 1 << (m.idx % 64)
+			}
+		}
+		if r.known[o] == nil {
+			r.known[o] = make(map[uint64][]uint64)
+		}
+		r.known[o][seq] = set
 	}
 }
 
@@ -183,9 +185,10 @@ func (r *Recorder) Settled() bool { return len(r.problems(true)) == 0 }
 // A unicast message must be delivered to its destination exactly once, or
 // reported failed (then it may also have been delivered, once per life of
 // the destination). Deliveries of a stream to one life of a receiver come in
-// order. A broadcast is held to the same for every node that stayed up the
-// whole run (never crashed, left or restarted); the others must only never
-// get one twice or out of order.
+// order. A broadcast is held to the same for every node its sender knew (held
+// a link-state record of) when it accepted the broadcast and that stayed up
+// the whole run (never crashed, left or restarted), partitions or not; the
+// others must only never get one twice or out of order.
 func (r *Recorder) Check() []string { return r.problems(false) }
 
 func (r *Recorder) problems(quick bool) []string {
@@ -221,7 +224,7 @@ func (r *Recorder) problems(quick bool) []string {
 			f := flow{origin: o, rcv: rcv}
 			for seq := range r.accepted[o] {
 				got, failed := r.seen[f][seq], r.failedSet[f][seq]
-				strict := o.dst >= 0 || (r.StrictBroadcast && rcv < r.present[o][seq])
+				strict := o.dst >= 0 || r.knew(o, seq, rcv)
 				switch {
 				case got == 0 && !failed && !lost && strict:
 					if add("n%d life %d -> n%d (bcast %v): message %d neither delivered nor reported failed", o.src, o.life, rcv, o.dst < 0, seq) {
@@ -264,6 +267,13 @@ func (r *Recorder) problems(quick bool) []string {
 	return out
 }
 
+// knew reports whether the sender of broadcast stream o knew node rcv when
+// it accepted message seq.
+func (r *Recorder) knew(o origin, seq uint64, rcv int) bool {
+	set := r.known[o][seq]
+	return rcv/64 < len(set) && set[rcv/64]&(1<<(rcv%64)) != 0
+}
+
 // Summary counts accepted, delivered and failed messages.
 func (r *Recorder) Summary() string {
 	var acc, del, fail int
@@ -292,6 +302,24 @@ func cmpInts(pairs ...int) int {
 		}
 	}
 	return 0
+}
+
+// Delivered counts the broadcasts of node src (any life) delivered to node
+// rcv (any life).
+func (r *Recorder) Delivered(src, rcv int) int { return countBroadcasts(r.delivered, src, rcv) }
+
+// Reported counts the broadcasts of node src (any life) reported failed to
+// it for node rcv.
+func (r *Recorder) Reported(src, rcv int) int { return countBroadcasts(r.failedSet, src, rcv) }
+
+func countBroadcasts[V []delivery | map[uint64]bool](m map[flow]V, src, rcv int) int {
+	k := 0
+	for f, v := range m {
+		if f.src == src && f.dst < 0 && f.rcv == rcv {
+			k += len(v)
+		}
+	}
+	return k
 }
 
 // String lists the problems, for a test's failure message.

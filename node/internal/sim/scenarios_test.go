@@ -71,6 +71,17 @@ func ring(t *testing.T, s *sim.Sim, k int) []*sim.Node {
 	return ns
 }
 
+// fastRing starts a recorded simulation of k nodes in a ring, on 1 ms links
+// with the fast configuration.
+func fastRing(t *testing.T, k int) (*sim.Sim, *sim.Recorder, []*sim.Node) {
+	t.Helper()
+	s := newSim(t)
+	s.Default = sim.Profile{Latency: time.Millisecond}
+	s.Configure = func(_ int, c *core.Config) { fast(c) }
+	rec := s.Record()
+	return s, rec, ring(t, s, k)
+}
+
 func converge(t *testing.T, s *sim.Sim, limit time.Duration) {
 	t.Helper()
 	if !s.RunUntil(limit, func() bool { return sim.Converged(s) }) {
@@ -164,11 +175,7 @@ func TestSimRingLossDuplicationReordering(t *testing.T) {
 }
 
 func TestSimKillForwarderMidStream(t *testing.T) {
-	s := newSim(t)
-	s.Default = sim.Profile{Latency: time.Millisecond}
-	s.Configure = func(_ int, c *core.Config) { fast(c) }
-	rec := s.Record()
-	ns := ring(t, s, 6)
+	s, rec, ns := fastRing(t, 6)
 	ns[0].Send(ns[3].ID, 2000, 64)
 	// Kill the forwarder the route takes, after some messages crossed it.
 	s.Run(20 * time.Millisecond)
@@ -192,11 +199,7 @@ func TestSimPartitionHeals(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			s := newSim(t)
-			s.Default = sim.Profile{Latency: time.Millisecond}
-			s.Configure = func(_ int, cfg *core.Config) { fast(cfg) }
-			rec := s.Record()
-			ns := ring(t, s, 6)
+			s, rec, ns := fastRing(t, 6)
 			ns[0].Send(ns[3].ID, 500, 64)
 			ns[3].Send(ns[0].ID, 500, 64)
 			s.Run(10 * time.Millisecond)
