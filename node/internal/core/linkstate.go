@@ -167,8 +167,10 @@ func (ls *linkState) tick() {
 		// nodes through which balancing finds the way back.
 		c.rt.Hold(c.now)
 	}
-	for _, id := range c.rt.Expire(c.now) {
-		c.streams.forget(id)
-		delete(c.peers.patience, id)
+	if gone := c.rt.Expire(c.now); len(gone) > 0 {
+		c.streams.forget(gone)
+		for _, id := range gone {
+			delete(c.peers.patience, id)
+		}
 	}
 }

@@ -556,34 +556,38 @@ func (ss *streams) reachabilityChanged() {
 	}
 }
 
-// forget drops everything about a node whose link state aged out: what was
-// sent to it and not confirmed is reported failed.
-func (ss *streams) forget(id uuid.UUID) {
-	gone := fmt.Errorf("%w: %s left the mesh", reliability.ErrTargetGone, id)
-	if s := ss.out[id]; s != nil {
-		for _, f := range s.snd.RemoveTarget(id, gone) {
-			ss.report(s, f)
+// forget drops everything about nodes whose link state aged out: what was
+// sent to them and not confirmed is reported failed. The broadcast stream
+// moves on only once all of them are gone, so that a broadcast waiting for
+// the window is reported for each of them rather than sent to none.
+func (ss *streams) forget(ids []uuid.UUID) {
+	for _, id := range ids {
+		gone := fmt.Errorf("%w: %s left the mesh", reliability.ErrTargetGone, id)
+		if s := ss.out[id]; s != nil {
+			for _, f := range s.snd.RemoveTarget(id, gone) {
+				ss.report(s, f)
+			}
+			for s.backlog.Len() > 0 {
+				ss.report(s, reliability.Failure{Target: id, Body: bodyOf(s.backlog.pop()), Err: gone})
+			}
+			delete(ss.out, id)
+			ss.order = slices.DeleteFunc(ss.order, func(x *outStream) bool { return x == s })
 		}
-		for s.backlog.Len() > 0 {
-			ss.report(s, reliability.Failure{Target: id, Body: bodyOf(s.backlog.pop()), Err: gone})
+		for _, f := range ss.bcast.snd.RemoveTarget(id, gone) {
+			ss.report(ss.bcast, f)
 		}
-		delete(ss.out, id)
-		ss.order = slices.DeleteFunc(ss.order, func(x *outStream) bool { return x == s })
-	}
-	for _, f := range ss.bcast.snd.RemoveTarget(id, gone) {
-		ss.report(ss.bcast, f)
-	}
-	// The broadcasts waiting for the window were meant for id too.
-	for i := range ss.bcast.backlog.Len() {
-		ss.report(ss.bcast, reliability.Failure{Target: id, Body: bodyOf(ss.bcast.backlog.at(i)), Err: gone})
+		// The broadcasts waiting for the window were meant for id too.
+		for i := range ss.bcast.backlog.Len() {
+			ss.report(ss.bcast, reliability.Failure{Target: id, Body: bodyOf(ss.bcast.backlog.at(i)), Err: gone})
+		}
+		for _, k := range []rxKey{{src: id}, {src: id, bcast: true}} {
+			if rx := ss.rx[k]; rx != nil && rx.Started() {
+				ss.bury(k, tomb{epoch: rx.Epoch(), next: rx.Next()})
+			}
+			delete(ss.rx, k)
+		}
 	}
 	ss.pump(ss.bcast)
-	for _, k := range []rxKey{{src: id}, {src: id, bcast: true}} {
-		if rx := ss.rx[k]; rx != nil && rx.Started() {
-			ss.bury(k, tomb{epoch: rx.Epoch(), next: rx.Next()})
-		}
-		delete(ss.rx, k)
-	}
 	ss.unpark()
 }
 
