@@ -146,7 +146,8 @@ func WithQueues(inbound, backlogPerDestination int) Option {
 }
 
 // WithForwardBuffer sets the frames buffered per neighbour for data (default
-// 256); data beyond it is dropped and recovered end to end.
+// 1024; at most 4 MiB of them either way); data beyond it is dropped and
+// recovered end to end.
 func WithForwardBuffer(n int) Option {
 	return func(c *config) error {
 		if n < 1 {
@@ -169,8 +170,9 @@ func WithEventBuffer(n int) Option {
 	}
 }
 
-// WithReliability sets the end-to-end reliability parameters (window,
-// index modulo, timeouts, retry budget). Zero fields take their defaults.
+// WithReliability sets the end-to-end reliability parameters (window cap and
+// initial window, index modulo, timeouts, retry budget). Zero fields take
+// their defaults. Window and Modulo must be the same on every node.
 func WithReliability(rc reliability.Config) Option {
 	return func(c *config) error {
 		rc = rc.WithDefaults()

@@ -9,10 +9,14 @@ import (
 // Defaults and limits. Both ends of a stream must use the same Window and
 // Modulo: they are protocol constants, not local tuning.
 const (
-	// DefaultWindow is the seed design's buffer size: 10 messages in flight
-	// per stream. At a 1 ms LAN round trip that is 10,000 messages/s per
-	// destination, far above a render job's tile rate.
-	DefaultWindow = 10
+	// DefaultWindow is the most messages in flight per stream, and what a
+	// receiver buffers ahead of its delivery point: 256. A stream starts at
+	// InitialWindow and congestion control grows it up to Window.
+	DefaultWindow = 256
+	// DefaultInitialWindow is the seed design's buffer size, 10 messages:
+	// the window every stream starts with (RFC 9002's initial window is
+	// 10 packets too).
+	DefaultInitialWindow = 10
 	// DefaultModulo is the seed design's index space, 0..9,999.
 	DefaultModulo = 10000
 	// DefaultInitialRTO is the retransmission timeout before the first RTT
@@ -71,10 +75,14 @@ var (
 // Config holds a stream's parameters. The zero value means "all defaults";
 // see WithDefaults.
 type Config struct {
-	// Window is the number of messages a sender may have in flight and a
-	// receiver buffers ahead of its delivery point. Default DefaultWindow;
-	// at most MaxWindow.
+	// Window is the most messages a sender may have in flight and what a
+	// receiver buffers ahead of its delivery point: the cap of the
+	// congestion window. Default DefaultWindow; at most MaxWindow.
 	Window int
+	// InitialWindow is the congestion window a stream starts with, and
+	// returns to after an idle period: from 1 to Window. Default
+	// DefaultInitialWindow, or Window if that is smaller.
+	InitialWindow int
 	// Modulo is the size of the index space: indexes run 0..Modulo-1 and
 	// wrap. It must be at least 2*Window (and at least Window+2). Default
 	// DefaultModulo. See Config.MaxSkip for what a small Modulo costs.
@@ -97,6 +105,9 @@ type Config struct {
 func (c Config) WithDefaults() Config {
 	if c.Window == 0 {
 		c.Window = DefaultWindow
+	}
+	if c.InitialWindow == 0 {
+		c.InitialWindow = min(DefaultInitialWindow, c.Window)
 	}
 	if c.Modulo == 0 {
 		c.Modulo = DefaultModulo
@@ -122,6 +133,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.Window < 1 || c.Window > MaxWindow:
 		return fmt.Errorf("%w: Window %d not in [1, %d]", ErrInvalidConfig, c.Window, MaxWindow)
+	case c.InitialWindow < 1 || c.InitialWindow > c.Window:
+		return fmt.Errorf("%w: InitialWindow %d not in [1, Window %d]", ErrInvalidConfig, c.InitialWindow, c.Window)
 	case c.Modulo > MaxModulo:
 		return fmt.Errorf("%w: Modulo %d above %d", ErrInvalidConfig, c.Modulo, uint32(MaxModulo))
 	case uint64(c.Modulo) < 2*uint64(c.Window) || uint64(c.Modulo) < uint64(c.Window)+2:

@@ -29,7 +29,7 @@ func checkSender(s *Sender) error {
 	live := map[*target]int{}
 	sacked := map[*target]int{}
 	for j := 0; j < s.n; j++ {
-		e := &s.ring[(s.head+j)%int(s.w)]
+		e := s.at(j)
 		n := 0
 		for i := range e.copies {
 			c := &e.copies[i]
@@ -53,6 +53,9 @@ func checkSender(s *Sender) error {
 		if n != e.live {
 			return fmt.Errorf("msg %d: live %d, counted %d", e.seq, e.live, n)
 		}
+	}
+	if s.cwnd < s.cfg.InitialWindow || s.cwnd > int(s.w) || len(s.ring) > int(s.w) || len(s.ring) < s.n {
+		return fmt.Errorf("cwnd %d, ring %d, %d in flight, window %d", s.cwnd, len(s.ring), s.n, s.w)
 	}
 	if timers != s.timers {
 		return fmt.Errorf("timers %d, counted %d", s.timers, timers)

@@ -57,8 +57,9 @@ func (v Verdict) String() string {
 // indexes were given up: a slow application therefore holds the sender back
 // instead of overflowing the buffer.
 //
-// The ring of Window slots is indexed relative to the cumulative point (slot
-// head holds index next), so Modulo need not be a multiple of Window.
+// The ring of slots is indexed relative to the cumulative point (slot head
+// holds index next), so Modulo need not be a multiple of Window. It starts
+// at InitialWindow slots and grows, up to Window, as far as the sender goes.
 //
 // A Receiver is not safe for concurrent use; it does no I/O and reads no clock.
 type Receiver struct {
@@ -89,7 +90,7 @@ func NewReceiver(cfg Config) *Receiver {
 		w:     uint32(cfg.Window),
 		m:     cfg.Modulo,
 		lead:  cfg.MaxSkip(),
-		slots: make([]rslot, cfg.Window),
+		slots: make([]rslot, cfg.InitialWindow),
 	}
 }
 
@@ -175,7 +176,7 @@ func (r *Receiver) OnData(epoch uint64, seq, base uint32, body []byte) (Verdict,
 	case off >= int64(r.w):
 		return OutOfWindow, nil
 	}
-	s := &r.slots[(r.head+uint32(off))%r.w]
+	s := r.slot(uint32(off))
 	if s.full {
 		return Duplicate, nil
 	}
@@ -216,19 +217,33 @@ func (r *Receiver) Ack() message.Ack {
 		return a
 	}
 	hi := -1
-	for i := int(r.w) - 1; i >= 0; i-- {
-		if r.slots[(r.head+uint32(i))%r.w].full {
+	for i := len(r.slots) - 1; i >= 0; i-- {
+		if r.slots[(r.head+uint32(i))%uint32(len(r.slots))].full {
 			hi = i
 			break
 		}
 	}
 	a.SACK = make([]byte, hi/8+1)
 	for i := 0; i <= hi; i++ {
-		if r.slots[(r.head+uint32(i))%r.w].full {
+		if r.slots[(r.head+uint32(i))%uint32(len(r.slots))].full {
 			a.SACK[i/8] |= 1 << (i % 8)
 		}
 	}
 	return a
+}
+
+// slot returns the slot of the index off past the delivery point (off below
+// Window), growing the ring to hold it: a stream buffers only as far ahead
+// as its sender has gone, so idle streams stay small.
+func (r *Receiver) slot(off uint32) *rslot {
+	if n := uint32(len(r.slots)); off >= n {
+		grown := make([]rslot, min(max(2*n, off+1), r.w))
+		for i := range n {
+			grown[i] = r.slots[(r.head+i)%n]
+		}
+		r.slots, r.head = grown, 0
+	}
+	return &r.slots[(r.head+off)%uint32(len(r.slots))]
 }
 
 func (r *Receiver) reset(epoch uint64, base uint32) {
@@ -243,7 +258,7 @@ func (r *Receiver) reset(epoch uint64, base uint32) {
 
 // advance moves the delivery point one index forward.
 func (r *Receiver) advance() {
-	r.head = (r.head + 1) % r.w
+	r.head = (r.head + 1) % uint32(len(r.slots))
 	r.next = add(r.next, 1, r.m)
 	if r.skip > 0 {
 		r.skip--
@@ -257,7 +272,7 @@ func (r *Receiver) normalise() {
 	for r.skip > 0 {
 		if r.count == 0 {
 			r.next = add(r.next, r.skip, r.m)
-			r.head = (r.head + r.skip) % r.w
+			r.head = (r.head + r.skip) % uint32(len(r.slots))
 			r.skip = 0
 			return
 		}

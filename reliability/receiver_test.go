@@ -42,7 +42,7 @@ func ack(epoch uint64, cum uint32, sack ...byte) rop {
 }
 
 func TestReceiverScripts(t *testing.T) {
-	w10 := Config{}                         // Window 10, Modulo 10000, MaxSkip 4995
+	w10 := Config{Window: 10}               // Modulo 10000, MaxSkip 4995
 	small := Config{Window: 10, Modulo: 20} // MaxSkip 5
 	tests := []struct {
 		name string

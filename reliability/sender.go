@@ -55,6 +55,7 @@ type txCopy struct {
 	t        *target
 	state    copyState
 	sent     bool // transmitted at least once (false after AddTarget until Tick)
+	lost     bool // fastRetransmit found it lost: its timer fires now
 	retries  int  // retransmissions while pending
 	held     int  // timeouts held back without a retransmission (see Tick)
 	backoff0 int  // the target's backoff when the copy was first sent
@@ -82,6 +83,10 @@ type target struct {
 	lo     uint32
 	live   int // copies of this target pending or sacked
 	sacked int // copies of this target sacked
+	// heard is when an ack from the target last showed progress (a new
+	// cumulative point or SACK): while it keeps coming, copies behind a
+	// queue are late, not lost (see Tick).
+	heard time.Time
 
 	srtt, rttvar, rto time.Duration
 	sampled           bool
@@ -137,6 +142,25 @@ type Sender struct {
 	heap   timerHeap // their deadlines, plus stale items
 	ord    uint64    // next timerItem.ord
 
+	// Congestion control (RFC 9002 §7, counted in messages): the window
+	// starts at InitialWindow, doubles per round trip in slow start, then
+	// grows by one message per window acknowledged; a loss halves it, at
+	// most once per round trip. It stays between InitialWindow (the seed's
+	// fixed window: lossy links that are not congested keep the throughput
+	// they had) and Window.
+	cwnd     int
+	ssthresh int
+	grown    int       // messages acknowledged since cwnd last grew past ssthresh
+	cutAt    time.Time // when cwnd was last halved
+	cuts     int       // halvings so far
+	// Slow start ends early when round trips grow (HyStart++, RFC 9406):
+	// the queue at the bottleneck is filling, and doubling again would
+	// overrun it and the RTO. A round lasts one smoothed round trip.
+	roundStart   time.Time
+	roundMin     time.Duration // the lowest RTT sample in this round (0: none)
+	lastRoundMin time.Duration // ... in the previous round
+	roundSamples int
+
 	blockedBy    uuid.UUID // the target Blocked named at the last Tick
 	blockedSince time.Time // since when it has, as far as Ticks saw
 	lastTick     time.Time
@@ -148,22 +172,124 @@ type Sender struct {
 func NewSender(cfg Config, epoch uint64) *Sender {
 	cfg = mustValid(cfg)
 	return &Sender{
-		cfg:     cfg,
-		epoch:   epoch,
-		w:       uint32(cfg.Window),
-		m:       cfg.Modulo,
-		lead:    cfg.MaxSkip(),
-		ring:    make([]entry, cfg.Window),
-		targets: make(map[uuid.UUID]*target),
+		cfg:      cfg,
+		epoch:    epoch,
+		w:        uint32(cfg.Window),
+		m:        cfg.Modulo,
+		lead:     cfg.MaxSkip(),
+		ring:     make([]entry, cfg.InitialWindow),
+		targets:  make(map[uuid.UUID]*target),
+		cwnd:     cfg.InitialWindow,
+		ssthresh: cfg.Window,
 	}
+}
+
+// at returns the entry j places past the base (j below s.n, or s.n to fill).
+func (s *Sender) at(j int) *entry { return &s.ring[(s.head+j)%len(s.ring)] }
+
+// CongestionWindow returns how many messages may be in flight now: from
+// InitialWindow to Window.
+func (s *Sender) CongestionWindow() int { return s.cwnd }
+
+// cut halves the congestion window after a loss of a copy for t, at most
+// once per round trip of t: the losses of one window are one congestion
+// event.
+func (s *Sender) cut(now time.Time, t *target) {
+	if s.cuts > 0 && now.Sub(s.cutAt) < t.srtt {
+		return
+	}
+	s.cuts++
+	s.cutAt = now
+	s.ssthresh = max(s.cwnd/2, s.cfg.InitialWindow)
+	s.cwnd = s.ssthresh
+	s.grown = 0
+}
+
+// acked grows the congestion window for freed messages that left it, when
+// the window was the limit (before, the messages in flight, reached it).
+func (s *Sender) acked(freed, before int) {
+	if before < s.cwnd || s.cwnd >= int(s.w) {
+		return
+	}
+	if s.cwnd < s.ssthresh {
+		s.cwnd = min(s.cwnd+freed, int(s.w))
+		return
+	}
+	s.grown += freed
+	for s.grown >= s.cwnd && s.cwnd < int(s.w) {
+		s.grown -= s.cwnd
+		s.cwnd++
+	}
+}
+
+// HyStart++ parameters (RFC 9406 §4.3): the round trip must grow by
+// lastRoundMin/8, clamped to [hyMinEta, hyMaxEta], over at least
+// hySamples samples of a round.
+const (
+	hySamples = 4
+	hyMinEta  = 4 * time.Millisecond
+	hyMaxEta  = 16 * time.Millisecond
+)
+
+// hystart ends slow start when this round's lowest RTT sample exceeds the
+// previous round's by eta: queueing delay is growing.
+func (s *Sender) hystart(now time.Time, t *target, rtt time.Duration) {
+	if s.cwnd >= s.ssthresh {
+		return
+	}
+	if now.Sub(s.roundStart) >= t.srtt {
+		s.roundStart = now
+		s.lastRoundMin, s.roundMin, s.roundSamples = s.roundMin, 0, 0
+	}
+	if s.roundMin == 0 || rtt < s.roundMin {
+		s.roundMin = rtt
+	}
+	s.roundSamples++
+	if s.lastRoundMin == 0 || s.roundSamples < hySamples {
+		return
+	}
+	eta := min(max(s.lastRoundMin/8, hyMinEta), hyMaxEta)
+	if s.roundMin >= s.lastRoundMin+eta {
+		s.ssthresh = s.cwnd
+	}
+}
+
+// due is when pending copy c, sent already, is deemed lost: its timeout by
+// the target's current RTO (backed off as far as its retransmissions
+// were), and not before one RTO after the target's last sign of progress
+// since the copy was sent.
+func (s *Sender) due(c *txCopy) time.Time {
+	d := c.lastSent.Add(s.backoff(c.t.rto, c.backoff0+c.retries))
+	if c.t.heard.After(c.lastSent) {
+		d = later(d, c.t.heard.Add(c.t.rto))
+	}
+	return d
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// growRing doubles the ring (up to Window) when the window outgrows it.
+func (s *Sender) growRing() {
+	n := len(s.ring)
+	grown := make([]entry, min(2*n, int(s.w)))
+	for i := range n {
+		grown[i] = s.ring[(s.head+i)%n]
+	}
+	s.ring, s.head = grown, 0
 }
 
 // Epoch returns the stream's epoch, to be carried in every data packet's header.
 func (s *Sender) Epoch() uint64 { return s.epoch }
 
-// Full reports whether Window messages are in flight; Push fails while it is
-// true. Check it before Push (and before taking a message off the outbound queue).
-func (s *Sender) Full() bool { return s.n >= int(s.w) }
+// Full reports whether the congestion window is full (CongestionWindow
+// messages in flight); Push fails while it is true. Check it before Push
+// (and before taking a message off the outbound queue).
+func (s *Sender) Full() bool { return s.n >= s.cwnd }
 
 // InFlight returns the number of messages in the window.
 func (s *Sender) InFlight() int { return s.n }
@@ -196,7 +322,10 @@ func (s *Sender) Push(now time.Time, body []byte, targets []uuid.UUID) (Packet, 
 		return Packet{}, ErrNoTargets
 	}
 	seq := s.Next()
-	e := &s.ring[(s.head+s.n)%int(s.w)]
+	if s.n == len(s.ring) {
+		s.growRing()
+	}
+	e := s.at(s.n)
 	e.seq, e.body = seq, body
 	e.copies = e.copies[:0]
 	for _, id := range targets {
@@ -285,7 +414,7 @@ func (s *Sender) OnAck(now time.Time, from uuid.UUID, a message.Ack) (freed int,
 	}
 	if c := dist(s.base, a.Cum, s.m); c <= uint32(s.n) {
 		for j := 0; j < int(c); j++ {
-			e := &s.ring[(s.head+j)%int(s.w)]
+			e := s.at(j)
 			if cp := e.find(t); cp != nil && cp.live() {
 				consider(cp)
 				s.finish(e, cp, copyAcked)
@@ -302,7 +431,7 @@ func (s *Sender) OnAck(now time.Time, from uuid.UUID, a message.Ack) (freed int,
 			if j >= uint32(s.n) {
 				continue // below the base: already done
 			}
-			e := &s.ring[(s.head+int(j))%int(s.w)]
+			e := s.at(int(j))
 			cp := e.find(t)
 			if cp == nil || cp.state != copyPending {
 				continue
@@ -319,14 +448,20 @@ func (s *Sender) OnAck(now time.Time, from uuid.UUID, a message.Ack) (freed int,
 	}
 	progress := a.Cum != t.lo
 	t.lo = a.Cum
+	if progress || sacked {
+		t.heard = now
+	}
 	if sampled {
 		s.sampleRTT(t, now.Sub(sample))
+		s.hystart(now, t, now.Sub(sample))
 	}
 	if (sacked && !t.probing) || (progress && t.probing) {
 		// Start the probe timer, or restart it: the receiver is alive.
 		s.armProbe(t, now.Add(s.backoff(t.rto, 1)))
 	}
+	before := s.n
 	freed = s.release()
+	s.acked(freed, before)
 	s.reconcileProbes()
 	return freed, nil
 }
@@ -355,6 +490,16 @@ func (s *Sender) Tick(now time.Time) (resend []Retransmit, failed []Failure) {
 		if c == nil {
 			continue // stale
 		}
+		if due := s.due(c); c.sent && !c.lost && due.After(now) {
+			// Late, not lost: the RTO grew since the copy was sent, or
+			// the target's acks still show progress (the copy waits in a
+			// queue behind others; RFC 6298 §5.3 restarts the timer on
+			// every such ack).
+			c.deadline = due
+			s.schedule(e.seq, c)
+			continue
+		}
+		c.lost = false
 		switch {
 		case c.sent && c.retries+c.held < s.cfg.MaxRetries && !c.t.sampled && slices.Contains(unsampled, c.t):
 			// The path's round trip is unknown and may simply exceed the
@@ -385,6 +530,12 @@ func (s *Sender) Tick(now time.Time) (resend []Retransmit, failed []Failure) {
 		default:
 			if !c.t.sampled {
 				unsampled = append(unsampled, c.t)
+			}
+			if c.t.sampled {
+				// Before the first sample a timeout may only mean that
+				// the round trip exceeds the initial RTO (backoff is
+				// the answer to that), not congestion.
+				s.cut(now, c.t)
 			}
 			c.retries++
 			c.t.backedOff = max(c.t.backedOff, c.backoff0+c.retries)
@@ -481,7 +632,7 @@ func (s *Sender) AddTarget(id uuid.UUID) {
 		t = s.track(id)
 	}
 	for j := 0; j < s.n; j++ {
-		e := &s.ring[(s.head+j)%int(s.w)]
+		e := s.at(j)
 		i, found := slices.BinarySearchFunc(e.copies, t.slot, func(c txCopy, slot uint64) int { return cmp.Compare(c.t.slot, slot) })
 		if found {
 			continue
@@ -511,7 +662,7 @@ func (s *Sender) RemoveTarget(id uuid.UUID, cause error) []Failure {
 	}
 	var failed []Failure
 	for j := 0; j < s.n; j++ {
-		e := &s.ring[(s.head+j)%int(s.w)]
+		e := s.at(j)
 		if cp := e.find(t); cp != nil && cp.live() {
 			failed = append(failed, Failure{Seq: e.seq, Target: id, Body: e.body, Err: err})
 			s.finish(e, cp, copyFailed)
@@ -533,7 +684,7 @@ func (s *Sender) FailAll(cause error) []Failure {
 	}
 	var failed []Failure
 	for j := 0; j < s.n; j++ {
-		e := &s.ring[(s.head+j)%int(s.w)]
+		e := s.at(j)
 		for i := range e.copies {
 			if c := &e.copies[i]; c.live() {
 				failed = append(failed, Failure{Seq: e.seq, Target: c.t.id, Body: e.body, Err: cause})
@@ -648,7 +799,7 @@ func (s *Sender) reconcileProbes() {
 func (s *Sender) probeEntry(t *target) *entry {
 	if t.sacked > 0 {
 		for j := 0; j < s.n; j++ {
-			e := &s.ring[(s.head+j)%int(s.w)]
+			e := s.at(j)
 			if c := e.find(t); c != nil && c.state == copySacked {
 				return e
 			}
@@ -708,7 +859,7 @@ func (s *Sender) release() int {
 		clear(e.copies)
 		e.copies = e.copies[:0]
 		e.body = nil
-		s.head = (s.head + 1) % int(s.w)
+		s.head = (s.head + 1) % len(s.ring)
 		s.n--
 		s.base = add(s.base, 1, s.m)
 		room--
@@ -772,7 +923,7 @@ func (s *Sender) fastRetransmit(now time.Time, t *target) {
 	var newest time.Time
 	var lost []int // window offsets, highest first
 	for j := s.n - 1; j >= 0; j-- {
-		e := &s.ring[(s.head+j)%int(s.w)]
+		e := s.at(j)
 		c := e.find(t)
 		if c == nil {
 			continue
@@ -791,9 +942,10 @@ func (s *Sender) fastRetransmit(now time.Time, t *target) {
 	}
 	// Lowest index first: the receiver can deliver in order sooner.
 	for _, j := range slices.Backward(lost) {
-		e := &s.ring[(s.head+j)%int(s.w)]
+		e := s.at(j)
 		c := e.find(t)
 		c.deadline = now
+		c.lost = true
 		s.schedule(e.seq, c)
 	}
 }
@@ -818,7 +970,7 @@ func (s *Sender) lookup(it timerItem) (*entry, *txCopy) {
 	if j >= uint32(s.n) {
 		return nil, nil
 	}
-	e := &s.ring[(s.head+int(j))%int(s.w)]
+	e := s.at(int(j))
 	c := e.find(it.t)
 	if c == nil || c.state != copyPending || !c.deadline.Equal(it.at) {
 		return nil, nil
@@ -840,7 +992,7 @@ func (s *Sender) rebuildHeap() {
 	clear(s.heap)
 	s.heap = s.heap[:0]
 	for j := 0; j < s.n; j++ {
-		e := &s.ring[(s.head+j)%int(s.w)]
+		e := s.at(j)
 		for i := range e.copies {
 			if c := &e.copies[i]; c.state == copyPending {
 				s.heap = append(s.heap, timerItem{at: c.deadline, ord: s.ord, seq: e.seq, t: c.t})
@@ -877,7 +1029,7 @@ func (s *Sender) String() string {
 			t.id[:4], t.lo, t.live, t.sacked, t.rto, t.probing, t.probes, t.probeAt.Format("15:04:05.000"))
 	}
 	for j := 0; j < s.n; j++ {
-		e := &s.ring[(s.head+j)%int(s.w)]
+		e := s.at(j)
 		fmt.Fprintf(&b, "  msg %d live %d:", e.seq, e.live)
 		for _, c := range e.copies {
 			if c.live() {

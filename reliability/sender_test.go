@@ -64,26 +64,27 @@ func tickUntil(s *Sender, end time.Time) []tickEvent {
 
 func TestConfig(t *testing.T) {
 	def := Config{}.WithDefaults()
-	if def != (Config{Window: 10, Modulo: 10000, InitialRTO: 200 * ms, MinRTO: 20 * ms, MaxRTO: 5 * time.Second, MaxRetries: 10}) {
+	if def != (Config{Window: 256, InitialWindow: 10, Modulo: 10000, InitialRTO: 200 * ms, MinRTO: 20 * ms, MaxRTO: 5 * time.Second, MaxRetries: 10}) {
 		t.Fatalf("defaults = %+v", def)
 	}
 	if err := def.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if got := def.MaxSkip(); got != 4995 {
+	if got := def.MaxSkip(); got != 4872 {
 		t.Fatalf("MaxSkip = %d", got)
 	}
 	bad := []Config{
 		{Window: -1}, {Window: 1025}, {Window: 10, Modulo: 19}, {Window: 1, Modulo: 2},
 		{Modulo: 1<<31 + 1}, {MinRTO: -1}, {MaxRTO: time.Millisecond},
 		{InitialRTO: 10 * time.Second}, {MaxRetries: -1},
+		{Window: 10, InitialWindow: 11}, {InitialWindow: -1},
 	}
 	for _, c := range bad {
 		if err := c.WithDefaults().Validate(); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("Validate(%+v) = %v, want ErrInvalidConfig", c, err)
 		}
 	}
-	good := []Config{{Window: 10, Modulo: 20}, {Window: 1024, Modulo: 2048}, {Window: 1, Modulo: 3}, {Window: 3, Modulo: 7}}
+	good := []Config{{Window: 10, Modulo: 20}, {Window: 1024, Modulo: 2048}, {Window: 1, Modulo: 3}, {Window: 3, Modulo: 7}, {Window: 64, InitialWindow: 64}}
 	for _, c := range good {
 		if err := c.WithDefaults().Validate(); err != nil {
 			t.Errorf("Validate(%+v) = %v", c, err)
@@ -757,17 +758,7 @@ func TestSenderLongRoundTrip(t *testing.T) {
 					mustPush(t, s, now, "m", nodeA)
 				}
 				end := start.Add(c.rtt)
-				for {
-					dl, ok := s.Deadline()
-					if !ok || !dl.Before(end) {
-						break
-					}
-					r, f := s.Tick(dl)
-					resends += len(r)
-					if len(f) > 0 {
-						t.Fatalf("round %d: %d failures", round, len(f))
-					}
-				}
+				resends += resendsBefore(t, s, end)
 				now = end
 				mustAck(t, s, now, nodeA, message.Ack{StreamEpoch: 1, Cum: uint32(10 * (round + 1))})
 			}
@@ -779,4 +770,121 @@ func TestSenderLongRoundTrip(t *testing.T) {
 			}
 		})
 	}
+}
+
+// resendsBefore runs every Tick due before end and returns how many copies
+// were resent; a failure fails the test.
+func resendsBefore(t *testing.T, s *Sender, end time.Time) int {
+	t.Helper()
+	k := 0
+	for _, ev := range tickUntil(s, end.Add(-1)) {
+		k += len(ev.resend)
+		if len(ev.failed) > 0 {
+			t.Fatalf("%d failures at %v", len(ev.failed), ev.at.Sub(t0))
+		}
+	}
+	return k
+}
+
+// fill pushes until the congestion window is full and returns how many.
+func fill(t *testing.T, s *Sender, now time.Time) int {
+	t.Helper()
+	k := 0
+	for !s.Full() {
+		mustPush(t, s, now, "m", nodeA)
+		k++
+	}
+	return k
+}
+
+// ackAll acknowledges everything in flight at now.
+func ackAll(t *testing.T, s *Sender, now time.Time) {
+	t.Helper()
+	mustAck(t, s, now, nodeA, message.Ack{StreamEpoch: 1, Cum: s.Next()})
+}
+
+// The congestion window (fast-path issue, item 2): slow start from the
+// initial window up to the cap when the window is the limit, no growth when
+// the application is, halving on loss at most once per round trip and
+// never below the initial window, and late copies (acks of the messages in
+// front keep coming) not taken for lost.
+func TestSenderCongestionWindow(t *testing.T) {
+	cfg := Config{Window: 64, InitialRTO: 100 * ms, MinRTO: 10 * ms, MaxRTO: time.Second}
+	t.Run("slow start to the cap", func(t *testing.T) {
+		s := NewSender(cfg, 1)
+		now := t0
+		var got []int
+		for range 5 {
+			got = append(got, fill(t, s, now))
+			now = now.Add(10 * ms)
+			ackAll(t, s, now)
+		}
+		if want := []int{10, 20, 40, 64, 64}; !slices.Equal(got, want) {
+			t.Fatalf("messages per round %v, want %v", got, want)
+		}
+	})
+	t.Run("application-limited: no growth", func(t *testing.T) {
+		s := NewSender(cfg, 1)
+		now := t0
+		for range 5 {
+			for range 5 {
+				mustPush(t, s, now, "m", nodeA)
+			}
+			now = now.Add(10 * ms)
+			ackAll(t, s, now)
+		}
+		if w := s.CongestionWindow(); w != 10 {
+			t.Fatalf("window %d after rounds of 5 messages, want 10", w)
+		}
+	})
+	t.Run("loss halves once per round trip, not below the initial window", func(t *testing.T) {
+		s := NewSender(cfg, 1)
+		now := t0
+		for range 3 {
+			fill(t, s, now)
+			now = now.Add(10 * ms)
+			ackAll(t, s, now)
+		}
+		if w := s.CongestionWindow(); w != 64 {
+			t.Fatalf("window %d, want 64", w)
+		}
+		fill(t, s, now)
+		// Nothing is acknowledged: every copy times out in the same Tick,
+		// one congestion event.
+		dl, _ := s.Deadline()
+		if r, _ := s.Tick(dl); len(r) == 0 {
+			t.Fatal("no retransmission")
+		}
+		if w := s.CongestionWindow(); w != 32 {
+			t.Fatalf("window %d after one loss event, want 32", w)
+		}
+		for range 5 {
+			dl, _ = s.Deadline()
+			s.Tick(dl)
+		}
+		if w := s.CongestionWindow(); w != 10 {
+			t.Fatalf("window %d after repeated losses, want the floor 10", w)
+		}
+	})
+	t.Run("late, not lost", func(t *testing.T) {
+		s := NewSender(cfg, 1)
+		now := t0
+		fill(t, s, now)
+		now = now.Add(10 * ms)
+		ackAll(t, s, now) // one 10 ms sample: the RTO is 30 ms
+		start := now
+		n := uint32(fill(t, s, now))
+		// They drain one every 10 ms, behind a queue: each ack shows
+		// progress, so no copy times out although most wait far longer
+		// than the 30 ms RTO.
+		resends := 0
+		for k := uint32(1); k <= n; k++ {
+			now = start.Add(time.Duration(k) * 10 * ms)
+			resends += resendsBefore(t, s, now)
+			mustAck(t, s, now, nodeA, message.Ack{StreamEpoch: 1, Cum: 10 + k})
+		}
+		if resends != 0 {
+			t.Fatalf("%d retransmissions of copies whose acks were still coming", resends)
+		}
+	})
 }

@@ -171,7 +171,9 @@ func (u unit) cells(l layerSpec, sizes []int) []Cell {
 
 // units lists one repetition's units, in the order tables list them.
 func (cfg *config) units() []unit {
-	def := reliability.Config{}.WithDefaults().Window
+	// The seed's fixed window of 10 (cap 10: no room to grow), beside the
+	// large cap that congestion control grows into (the default, 256).
+	def := reliability.DefaultInitialWindow
 	layers := []layerSpec{{layerRaw, 0}, {layerEdge, 0}, {layerMesh, def}, {layerMesh, cfg.bigWindow}}
 	var out []unit
 	for _, t := range cfg.transports {

@@ -46,6 +46,7 @@ import (
 	"time"
 
 	"github.com/distrirender/distrirender/internal/rtcsetup"
+	"github.com/distrirender/distrirender/reliability"
 )
 
 func main() {
@@ -106,7 +107,7 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&cfg.reps, "reps", 5, "repetitions of every measurement (--quick: 2)")
 	fs.DurationVar(&cfg.dur, "duration", 400*time.Millisecond, "how long one throughput measurement sends (--quick: 60ms)")
 	fs.IntVar(&cfg.joinNodes, "join-nodes", 50, "size of the mesh of the join workload (0: no join)")
-	fs.IntVar(&cfg.bigWindow, "window", 256, "the large reliability window of the mesh layer")
+	fs.IntVar(&cfg.bigWindow, "window", 256, "the large reliability window cap of the mesh layer (congestion control grows into it)")
 	fs.Uint64Var(&cfg.seed, "seed", 0, "seed of the random order (0: from the clock)")
 	fs.StringVar(&cfg.out, "out", "meshbench-out", "folder for results.md, results.json and the charts")
 	fs.StringVar(&cfg.cpuprofile, "cpuprofile", "", "write a CPU profile of the run to this file")
@@ -159,8 +160,8 @@ func parse(args []string, stderr io.Writer) (*config, error) {
 		return nil, fmt.Errorf("--duration %v: want up to a minute", cfg.dur)
 	case cfg.joinNodes < 0 || cfg.joinNodes > 500:
 		return nil, fmt.Errorf("--join-nodes %d: want 0 to 500", cfg.joinNodes)
-	case cfg.bigWindow < 2 || cfg.bigWindow > 4096:
-		return nil, fmt.Errorf("--window %d: want 2 to 4096", cfg.bigWindow)
+	case cfg.bigWindow < reliability.DefaultInitialWindow || cfg.bigWindow > reliability.MaxWindow:
+		return nil, fmt.Errorf("--window %d: want %d to %d", cfg.bigWindow, reliability.DefaultInitialWindow, reliability.MaxWindow)
 	}
 	switch cfg.progress {
 	case "auto", "on", "off":

@@ -21,9 +21,10 @@ import (
 var ErrAddrInUse = errors.New("memory: address in use")
 
 // DefaultQueueLen is the number of frames each edge direction buffers when
-// Config.QueueLen is zero. 1024 frames let a node burst a full reliability
-// window (10 messages) to a hundred destinations through one neighbour without
-// blocking, while a stalled receiver still pushes back on its sender.
+// Config.QueueLen is zero. 1024 frames let a node burst an initial reliability
+// window (10 messages) to a hundred destinations, or four full windows (256),
+// through one neighbour without blocking, while a stalled receiver still
+// pushes back on its sender.
 const DefaultQueueLen = 1024
 
 // reorderHold is how long a frame held back by Faults.Reorder waits, after it

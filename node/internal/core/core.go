@@ -64,8 +64,15 @@ type Config struct {
 	MaxBody int
 	// Backlog is the outbound backlog per stream, in messages.
 	Backlog int
-	// ForwardBuf and ControlBuf bound each neighbour's data and control queues.
+	// ForwardBuf and ControlBuf bound each neighbour's data and control
+	// queues, in frames.
 	ForwardBuf, ControlBuf int
+	// ForwardBytes bounds the data frames queued for a neighbour, the write
+	// in progress included: a forwarded frame beyond it is dropped (a loss
+	// the sender's congestion control answers), and this node's own
+	// streams stop filling the queue at a quarter of it (push-back: Send
+	// blocks rather than frames being dropped).
+	ForwardBytes int
 	// EntryPointLimit is how many entry points a rejection carries.
 	EntryPointLimit int
 	// RedialFor is how long a failed dialled edge is redialled (0: never).
@@ -96,9 +103,11 @@ func Defaults() Config {
 		// The backlog per destination sits in front of the reliability window:
 		// Send blocks once window+backlog messages to one destination are pending.
 		Backlog: 64,
-		// 256 frames per neighbour absorbs a full window from 25 streams crossing
-		// one link before forwarded frames are dropped (and retransmitted end to end).
-		ForwardBuf:      256,
+		// 1,024 frames per neighbour absorb four full windows crossing one
+		// link before forwarded frames are dropped (and retransmitted end to
+		// end); 4 MiB bounds the queueing delay that large frames add.
+		ForwardBuf:      1024,
+		ForwardBytes:    4 << 20,
 		ControlBuf:      256,
 		EntryPointLimit: 4,
 		RedialFor:       time.Minute,

@@ -23,6 +23,7 @@ type peer struct {
 
 	ctrl, data fifo // frames waiting for the writer; control goes first
 	writing    bool // a Write for this edge is out, not yet WriteDone
+	inWrite    int  // bytes of data frames in that Write
 
 	since    time.Time // when the edge came up
 	lastRecv time.Time
@@ -30,11 +31,16 @@ type peer struct {
 	silence  time.Duration // how long it may stay silent: see patience
 }
 
+// queued is how many bytes of data frames wait for, or are in, the edge's
+// writer.
+func (p *peer) queued() int { return p.data.bytes + p.inWrite }
+
 // fifo is a bounded queue of frames that grows only as far as it is used.
 type fifo struct {
 	frames [][]byte
 	head   int
 	limit  int
+	bytes  int // in the queued frames
 }
 
 func (q *fifo) Len() int { return len(q.frames) - q.head }
@@ -49,6 +55,7 @@ func (q *fifo) push(f []byte) bool {
 		q.frames, q.head = q.frames[:n], 0
 	}
 	q.frames = append(q.frames, f)
+	q.bytes += len(f)
 	return true
 }
 
@@ -60,6 +67,7 @@ func (q *fifo) pop() []byte {
 	f := q.frames[q.head]
 	q.frames[q.head] = nil
 	q.head++
+	q.bytes -= len(f)
 	if q.head == len(q.frames) {
 		q.frames, q.head = q.frames[:0], 0
 	}
@@ -70,7 +78,7 @@ func (q *fifo) pop() []byte {
 func (q *fifo) drainTo(dst [][]byte) [][]byte {
 	dst = append(dst, q.frames[q.head:]...)
 	clear(q.frames)
-	q.frames, q.head = q.frames[:0], 0
+	q.frames, q.head, q.bytes = q.frames[:0], 0, 0
 	return dst
 }
 
@@ -127,6 +135,9 @@ func (c *Core) enqueue(p *peer, f []byte, ctrl bool) bool {
 	q := &p.data
 	if ctrl {
 		q = &p.ctrl
+	} else if p.queued()+len(f) > c.cfg.ForwardBytes {
+		c.stats.DroppedForward++
+		return false
 	}
 	if !q.push(f) {
 		c.stats.DroppedForward++
@@ -171,6 +182,7 @@ func (ps *peers) collectWrites(c *Core) {
 		}
 		frames := make([][]byte, 0, p.ctrl.Len()+p.data.Len())
 		frames = p.ctrl.drainTo(frames)
+		p.inWrite = p.data.bytes
 		frames = p.data.drainTo(frames)
 		p.writing = true
 		c.out.Writes = append(c.out.Writes, Write{Link: p.link, Frames: frames})
@@ -182,6 +194,8 @@ func (c *Core) WriteDone(now time.Time, link LinkID) {
 	c.now = now
 	if p := c.peers.byLink[link]; p != nil {
 		p.writing = false
+		p.inWrite = 0
+		c.streams.roomFreed()
 	}
 }
 

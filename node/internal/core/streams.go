@@ -83,6 +83,9 @@ type streams struct {
 	room    int     // deliveries the inbound queue can take
 
 	resets uint64 // unicast streams started or reset so far: new stream epochs
+	// held: a stream stopped sending because its first hop's queue was
+	// full; a finished write resumes them (roomFreed).
+	held bool
 }
 
 func (ss *streams) init(c *Core) {
@@ -202,6 +205,10 @@ func (ss *streams) pump(s *outStream) {
 	c := ss.c
 	ss.reportMissed(s, ErrUnreached)
 	for !s.snd.Full() && s.backlog.Len() > 0 {
+		if s.dst != uuid.Nil && ss.firstHopFull(s.dst) {
+			ss.held = true
+			return
+		}
 		frame := s.backlog.pop()
 		targets := s.targets
 		var absent []uuid.UUID
@@ -222,6 +229,31 @@ func (ss *streams) pump(s *outStream) {
 		}
 		ss.transmit(s, uuid.Nil, pkt, frame)
 	}
+}
+
+// firstHopFull reports whether the queue towards dst's next hop holds a
+// quarter of ForwardBytes already: the stream waits rather than queue more
+// (a reliable transport drains it; a full queue would drop).
+func (ss *streams) firstHopFull(dst uuid.UUID) bool {
+	c := ss.c
+	nh, ok := c.rt.NextHop(dst)
+	if !ok {
+		return false
+	}
+	p := c.peers.byID[nh]
+	return p != nil && p.queued() >= c.cfg.ForwardBytes/4
+}
+
+// roomFreed resumes the streams held by a full first hop.
+func (ss *streams) roomFreed() {
+	if !ss.held {
+		return
+	}
+	ss.held = false
+	for _, s := range ss.order {
+		ss.pump(s)
+	}
+	ss.unpark()
 }
 
 // reportMissed reports, with cause, the nodes a broadcast that left the

@@ -246,7 +246,7 @@ func (n *Node) flush() {
 			}
 		}
 		link, life := w.Link, n.Life
-		s.at(s.now, func() {
+		s.at(s.doneAt(e), func() {
 			if n.alive && n.Life == life {
 				n.core.WriteDone(s.now, link)
 				n.flush()

@@ -35,6 +35,11 @@ type Profile struct {
 	// delivered twice, or delayed by up to 4×Latency+1ms past the frames
 	// behind it.
 	Loss, Dup, Reorder float64
+	// Bandwidth, when positive, is the link's rate in bytes per second each
+	// way: a frame is serialized after the frames sent before it, and a
+	// node's write of a batch completes (WriteDone) when its last frame is
+	// on the wire, as a reliable transport's blocking write does.
+	Bandwidth float64
 }
 
 // Epoch0 is the virtual time every simulation starts at.
@@ -220,6 +225,7 @@ type end struct {
 	other  *end
 	open   bool
 	lastAt time.Time // when the last frame sent from here arrives: FIFO order
+	busy   time.Time // with a bandwidth: when the last frame sent from here is on the wire
 	// Before the handshake completes, the first frame to arrive is the
 	// handshake's answer and goes to hs instead of the core.
 	hs func(frame []byte)
@@ -245,6 +251,11 @@ func (s *Sim) transmit(e *end, frame []byte) {
 		return
 	}
 	p := s.profile(from.idx, to.idx)
+	sent := s.now
+	if p.Bandwidth > 0 {
+		sent = later(s.now, e.busy).Add(time.Duration(float64(len(frame)) / p.Bandwidth * float64(time.Second)))
+		e.busy = sent
+	}
 	if p.Loss > 0 && s.rng.Float64() < p.Loss {
 		return
 	}
@@ -257,7 +268,7 @@ func (s *Sim) transmit(e *end, frame []byte) {
 		if p.Jitter > 0 {
 			delay += time.Duration(s.rng.Int64N(int64(p.Jitter)))
 		}
-		at := s.now.Add(delay)
+		at := sent.Add(delay)
 		if p.Reorder > 0 && s.rng.Float64() < p.Reorder {
 			at = at.Add(time.Duration(s.rng.Int64N(int64(4*p.Latency + time.Millisecond))))
 		} else if at.Before(e.lastAt) {
@@ -269,6 +280,22 @@ func (s *Sim) transmit(e *end, frame []byte) {
 		dst := e.other
 		s.at(at, func() { s.arrive(dst, f) })
 	}
+}
+
+// doneAt is when a write of frames already transmitted from e completes:
+// now, or when its last frame is on the wire.
+func (s *Sim) doneAt(e *end) time.Time {
+	if e == nil {
+		return s.now
+	}
+	return later(s.now, e.busy)
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // arrive hands a frame to the node at the receiving end.
