@@ -519,12 +519,22 @@ func (t *Table) Len() int { return len(t.records) }
 // expires.
 func (t *Table) Expire(now time.Time) []uuid.UUID {
 	var out []uuid.UUID
+	for _, s := range t.ExpireStates(now) {
+		out = append(out, s.Origin)
+	}
+	return out
+}
+
+// ExpireStates is Expire returning the removed records themselves, sorted by
+// origin (a caller may remember where forgotten nodes were).
+func (t *Table) ExpireStates(now time.Time) []message.State {
+	var out []message.State
 	for len(t.heap) > 0 && !now.Before(t.heap[0].expires) {
 		r := t.heap[0]
-		out = append(out, r.st.Origin)
+		out = append(out, r.st)
 		t.remove(r)
 	}
-	slices.SortFunc(out, compareID)
+	slices.SortFunc(out, func(a, b message.State) int { return compareID(a.Origin, b.Origin) })
 	return out
 }
 

@@ -167,10 +167,17 @@ func (ls *linkState) tick() {
 		// nodes through which balancing finds the way back.
 		c.rt.Hold(c.now)
 	}
-	if gone := c.rt.Expire(c.now); len(gone) > 0 {
-		c.streams.forget(gone)
-		for _, id := range gone {
-			delete(c.peers.patience, id)
+	if expired := c.rt.ExpireStates(c.now); len(expired) > 0 {
+		gone := make([]uuid.UUID, len(expired))
+		for i, st := range expired {
+			gone[i] = st.Origin
+			delete(c.peers.patience, st.Origin)
+			if len(st.Neighbors) > 0 && len(st.Addrs) > 0 {
+				// Not a node that left (its last record would list no
+				// neighbour): most likely the other side of a split.
+				c.members.rememberLost(c, st.Origin, st.Addrs[0])
+			}
 		}
+		c.streams.forget(gone)
 	}
 }

@@ -28,6 +28,11 @@ const (
 	maxRedialBackoff = 5 * time.Second
 	// maxHints bounds the addresses remembered from goodbyes.
 	maxHints = 16
+	// Nodes forgotten while they had neighbours (their records aged out: a
+	// split longer than MaxAge) are remembered, at most maxLost of them for
+	// lostFor, so that balancing can still repair the split.
+	maxLost = 64
+	lostFor = time.Hour
 )
 
 // membership is joining, balancing and redialling: the part of the Core
@@ -59,6 +64,25 @@ type balancer struct {
 	backoff time.Duration
 	avoid   map[string]time.Time // addresses that failed recently, until when
 	hints   []hint               // entry points handed over by departing neighbours
+	lost    []lostNode           // nodes forgotten while they had neighbours, oldest first
+}
+
+// lostNode is a node whose record aged out while it listed neighbours, and
+// the address it had.
+type lostNode struct {
+	id    uuid.UUID
+	addr  string
+	until time.Time
+}
+
+// rememberLost notes a node forgotten while it still had neighbours.
+func (ms *membership) rememberLost(c *Core, id uuid.UUID, addr string) {
+	b := &ms.bal
+	b.lost = slices.DeleteFunc(b.lost, func(l lostNode) bool { return l.id == id })
+	b.lost = append(b.lost, lostNode{id: id, addr: addr, until: c.now.Add(lostFor)})
+	if len(b.lost) > maxLost {
+		b.lost = slices.Delete(b.lost, 0, len(b.lost)-maxLost)
+	}
 }
 
 // hint is an address a departing neighbour suggested, valid for a while.
@@ -222,8 +246,10 @@ func (ms *membership) expireEntryWaits(c *Core) {
 
 // runBalance opens one connection, if the node has fewer neighbours than it
 // should, to the farthest reachable node with free slots. It also repairs
-// partitions: while the node still holds records of nodes it cannot reach, it
-// now and then dials one of them, with a probability of about 2/(nodes it
+// partitions: while the node still holds records of nodes it cannot reach (or,
+// for an hour, remembers nodes forgotten while they still had neighbours: a
+// split longer than the record MaxAge), it now and then dials one of them,
+// with a probability of about 2/(nodes it
 // reaches) per round, so that a cut-off part of the mesh makes about one
 // repair attempt per round in all rather than one per node. At most one dial
 // is in flight; failures back off with jitter and the failed address is
@@ -242,6 +268,7 @@ func (ms *membership) runBalance(c *Core) {
 			delete(b.avoid, addr)
 		}
 	}
+	b.lost = slices.DeleteFunc(b.lost, func(l lostNode) bool { return !c.now.Before(l.until) || c.rt.Known(l.id) })
 	known := c.rt.Len() - 1 // other nodes with a record
 	reach := c.rt.ReachableCount()
 	short := c.peers.len() < min(c.cfg.MinConns, known)
@@ -250,7 +277,7 @@ func (ms *membership) runBalance(c *Core) {
 		// records of unreachable nodes remain: with a probability of about
 		// 2/(nodes reached) per round, drawn before anything is copied, so
 		// that a large mesh pays for the topology only when it dials.
-		if reach == known && len(b.hints) == 0 {
+		if reach == known && len(b.hints) == 0 && len(b.lost) == 0 {
 			return
 		}
 		if c.cfg.Rand.Float64() >= 2/float64(reach+2) {
@@ -294,6 +321,11 @@ func (ms *membership) runBalance(c *Core) {
 	for _, h := range b.hints {
 		if _, avoided := b.avoid[h.addr]; !avoided && !slices.Contains(lost, h.addr) && !c.neighborAt(h.addr) {
 			lost = append(lost, h.addr)
+		}
+	}
+	for _, l := range b.lost {
+		if _, avoided := b.avoid[l.addr]; !avoided && !slices.Contains(lost, l.addr) && !c.neighborAt(l.addr) {
+			lost = append(lost, l.addr)
 		}
 	}
 	if len(lost) == 0 {

@@ -560,3 +560,37 @@ func TestSimStreamsAfterPartitionLongerThanMaxAge(t *testing.T) {
 		})
 	}
 }
+
+// A split longer than the record MaxAge heals by itself once the network
+// does: each half forgot the other's records, but balancing remembers where
+// the forgotten nodes were (for an hour) and dials them now and then. It
+// used to take the application (meshnode's --join) to join them again.
+func TestSimSplitPastMaxAgeHealsByItself(t *testing.T) {
+	s := newSim(t)
+	s.Default = sim.Profile{Latency: time.Millisecond}
+	s.Configure = members(2, 4)
+	rec := s.Record()
+	ns := addNodes(s, 8)
+	for i := 1; i < len(ns); i++ {
+		link(t, ns[i], ns[i-1])
+	}
+	converge(t, s, time.Minute)
+	s.Partition([]int{0, 1, 2, 3}, []int{4, 5, 6, 7})
+	s.Run(routing.DefaultMaxAge + 30*time.Second)
+	for _, n := range ns[:4] {
+		if n.Core().Routes().Known(ns[7].ID) {
+			t.Fatalf("n%d still knows n7 after the split", n.Index())
+		}
+	}
+	s.HealAll()
+	if !s.RunUntil(5*time.Minute, func() bool { return sim.Converged(s) && ns[0].Core().Routes().ReachableCount() == 7 }) {
+		t.Fatalf("the halves did not find each other within 5 minutes of the heal")
+	}
+	t.Logf("joined again %v after the heal", s.Elapsed()-routing.DefaultMaxAge-30*time.Second)
+	ns[0].Send(ns[7].ID, 50, 64)
+	ns[7].Broadcast(10, 64)
+	settle(t, s, rec, 5*time.Minute)
+	if k := failures(s); k != 0 {
+		t.Fatalf("%d failures after the halves joined", k)
+	}
+}
