@@ -148,7 +148,7 @@ func (n *Node) answer(q *query) {
 // ---- the loop ----
 
 // maxBatch bounds the inputs the loop handles before it applies a Ready.
-const maxBatch = 64
+const maxBatch = 256
 
 // loop is the node's event loop: the only goroutine that touches the core.
 func (n *Node) loop() {
@@ -431,12 +431,9 @@ func (n *Node) writer(l *link) {
 	for {
 		select {
 		case frames := <-l.writes:
-			var err error
-			for _, f := range frames {
-				if err = l.edge.Send(n.ctx, f); err != nil {
-					break
-				}
-			}
+			// One batch per Write: a stream transport gathers it into one
+			// buffered write (transport.BatchSender).
+			err := transport.SendBatch(n.ctx, l.edge, frames)
 			select {
 			case n.written <- writeResult{link: l.id, err: err}:
 			case <-n.quit:
