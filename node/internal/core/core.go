@@ -221,6 +221,7 @@ type Core struct {
 	streams streams
 	ls      linkState
 	members membership
+	held    held // data frames waiting for a route
 
 	closed bool
 }
@@ -274,6 +275,7 @@ func (c *Core) Routes() *routing.Table { return c.rt }
 func (c *Core) Ready() Ready {
 	c.streams.flushAcks()
 	c.ls.checkVersion()
+	c.releaseHeld()
 	c.peers.collectWrites(c)
 	return c.out
 }

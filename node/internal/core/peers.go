@@ -138,11 +138,11 @@ func (c *Core) enqueue(p *peer, f []byte, ctrl bool) bool {
 	return true
 }
 
-// route queues a frame towards dst by the routing table.
+// route queues a frame towards dst by the routing table, or straight to dst
+// when it is a neighbour that link state does not show yet (nextHop).
 func (c *Core) route(dst uuid.UUID, f []byte, ctrl bool) bool {
-	nh, ok := c.rt.NextHop(dst)
-	p := c.peers.byID[nh]
-	if !ok || p == nil {
+	p := c.nextHop(dst)
+	if p == nil {
 		c.stats.DroppedNoRoute++
 		return false
 	}

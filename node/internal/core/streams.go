@@ -219,7 +219,7 @@ func (ss *streams) transmit(s *outStream, target uuid.UUID, pkt reliability.Pack
 		f = m.Encode()
 	}
 	if dst != uuid.Nil {
-		c.route(dst, f, false)
+		c.transmitData(dst, f)
 		return
 	}
 	c.flood(nil, f, false)
@@ -252,10 +252,12 @@ func (ss *streams) onData(p *peer, m message.Message, bcast bool, body []byte) r
 	k := rxKey{src: m.UID.Node, bcast: bcast}
 	rx := ss.rx[k]
 	if rx == nil {
-		if !c.rt.Known(k.src) {
+		if !c.rt.Known(k.src) && k.src != p.id {
 			// Without the source's link state there is no route for the ack,
 			// and state for unknown sources would let a neighbour grow memory.
-			// The source retransmits once the mesh has converged.
+			// The source retransmits once the mesh has converged. A
+			// neighbour's own frames are taken (its ack goes back over its
+			// edge): right after a handshake its record is on its way.
 			c.stats.DroppedNoRoute++
 			return reliability.Stale
 		}

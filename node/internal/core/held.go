@@ -1,0 +1,83 @@
+package core
+
+import "github.com/google/uuid"
+
+// maxHeld bounds the data frames held for destinations without a route:
+// a window of 256 to each of four destinations while link state converges.
+const maxHeld = 1024
+
+// held keeps the data frames this node originates for destinations it has
+// no route to yet, in order per destination, until a route appears: right
+// after a Connect, or while link state still converges, a frame dropped for
+// want of a route would wait for the sender's retransmission timeout (the
+// initial RTO, 200 ms), and a stream holds back its window while it waits.
+// It is bounded (maxHeld frames in all); a frame that finds no room is
+// dropped and counted as DroppedNoRoute, and the retransmission recovers it.
+type held struct {
+	dsts   []uuid.UUID // in the order they were first held: deterministic
+	frames map[uuid.UUID][][]byte
+	n      int
+}
+
+// transmitData queues a data frame this node originates for dst: towards
+// its route, or to dst itself when it is a neighbour whose link state has
+// not confirmed the edge yet; held until one of those exists otherwise.
+func (c *Core) transmitData(dst uuid.UUID, f []byte) {
+	h := &c.held
+	if h.n == 0 || len(h.frames[dst]) == 0 {
+		if p := c.nextHop(dst); p != nil {
+			c.enqueue(p, f, false)
+			return
+		}
+	}
+	if h.n >= maxHeld {
+		c.stats.DroppedNoRoute++
+		return
+	}
+	if h.frames == nil {
+		h.frames = make(map[uuid.UUID][][]byte)
+	}
+	if len(h.frames[dst]) == 0 {
+		h.dsts = append(h.dsts, dst)
+	}
+	h.frames[dst] = append(h.frames[dst], f)
+	h.n++
+}
+
+// releaseHeld queues the held frames of every destination that has a route
+// now.
+func (c *Core) releaseHeld() {
+	h := &c.held
+	if h.n == 0 {
+		return
+	}
+	kept := h.dsts[:0]
+	for _, dst := range h.dsts {
+		p := c.nextHop(dst)
+		if p == nil {
+			kept = append(kept, dst)
+			continue
+		}
+		fs := h.frames[dst]
+		for _, f := range fs {
+			c.enqueue(p, f, false)
+		}
+		h.n -= len(fs)
+		delete(h.frames, dst)
+	}
+	clear(h.dsts[len(kept):])
+	h.dsts = kept
+}
+
+// nextHop returns the neighbour through which a frame for dst goes: the
+// routing table's next hop, or dst itself when it is a neighbour that link
+// state does not show yet (the edge is up; the records are on their way).
+// It returns nil when dst is not reachable.
+func (c *Core) nextHop(dst uuid.UUID) *peer {
+	if nh, ok := c.rt.NextHop(dst); ok {
+		if p := c.peers.byID[nh]; p != nil {
+			return p
+		}
+	}
+	return c.peers.byID[dst]
+}
