@@ -154,7 +154,9 @@ type Delivery struct {
 	Index     uint32
 }
 
-// Write is a batch of frames for one edge, to be written in order.
+// Write is a batch of frames for one edge, to be written in order. Frames
+// is the Core's, lent until the WriteDone (or EdgeFailed) for that edge: it
+// is reused for the edge's next Write.
 type Write struct {
 	Link   LinkID
 	Frames [][]byte

@@ -1,6 +1,10 @@
 package core
 
-import "github.com/google/uuid"
+import (
+	"slices"
+
+	"github.com/google/uuid"
+)
 
 // maxHeld bounds the data frames held for destinations without a route:
 // a window of 256 to each of four destinations while link state converges.
@@ -80,4 +84,25 @@ func (c *Core) nextHop(dst uuid.UUID) *peer {
 		}
 	}
 	return c.peers.byID[dst]
+}
+
+// Room returns how many more messages to dst a send request can add now
+// without being parked: the room left in the backlog of dst's stream (a
+// whole backlog for a stream not started yet), and 0 while a parked request
+// for dst waits, or once the Core is shut down.
+func (c *Core) Room(dst uuid.UUID) int {
+	ss := &c.streams
+	if c.closed {
+		return 0
+	}
+	for _, r := range ss.parked {
+		if slices.Contains(r.Dsts, dst) {
+			return 0
+		}
+	}
+	s := ss.out[dst]
+	if s == nil {
+		return c.cfg.Backlog
+	}
+	return s.backlog.limit - s.backlog.Len()
 }

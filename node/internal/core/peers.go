@@ -21,8 +21,9 @@ type peer struct {
 	dialed bool   // this node dialled the edge
 	dialTo string // the address it dialled, for redialling after a failure
 
-	ctrl, data fifo // frames waiting for the writer; control goes first
-	writing    bool // a Write for this edge is out, not yet WriteDone
+	ctrl, data fifo     // frames waiting for the writer; control goes first
+	writing    bool     // a Write for this edge is out, not yet WriteDone
+	batch      [][]byte // the Frames of that Write, reused for the next one
 
 	since    time.Time // when the edge came up
 	lastRecv time.Time
@@ -166,9 +167,11 @@ func (ps *peers) collectWrites(c *Core) {
 		if p.writing || p.ctrl.Len()+p.data.Len() == 0 {
 			continue
 		}
-		frames := make([][]byte, 0, p.ctrl.Len()+p.data.Len())
-		frames = p.ctrl.drainTo(frames)
+		// The batch slice is the peer's, handed back by WriteDone: a
+		// steady stream of Writes allocates nothing for it.
+		frames := p.ctrl.drainTo(p.batch[:0])
 		frames = p.data.drainTo(frames)
+		p.batch = frames
 		p.writing = true
 		c.out.Writes = append(c.out.Writes, Write{Link: p.link, Frames: frames})
 	}
@@ -179,6 +182,7 @@ func (c *Core) WriteDone(now time.Time, link LinkID) {
 	c.now = now
 	if p := c.peers.byLink[link]; p != nil {
 		p.writing = false
+		clear(p.batch) // the frames are the writer's no more
 	}
 }
 
