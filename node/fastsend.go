@@ -26,8 +26,11 @@ import (
 // ErrClosed), as every accepted message is.
 
 // maxCredits bounds the destinations the fast path keeps credits for; past
-// it the credits are forgotten and rebuilt from the slow path.
-const maxCredits = 1024
+// it the credits are forgotten and rebuilt from the slow path. The loop
+// republishes every credit after each Ready, so this also bounds that work:
+// a node that sends to many destinations in turn uses the slow path for
+// most of them, which is as fast as Send was before the fast path.
+const maxCredits = 64
 
 type fastSends struct {
 	mu      sync.Mutex
