@@ -2,6 +2,7 @@ package core
 
 import (
 	"slices"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -10,16 +11,25 @@ import (
 // a window of 256 to each of four destinations while link state converges.
 const maxHeld = 1024
 
+// maxHold bounds how long frames wait for a destination's route: link state
+// reaches a node joining a mesh within milliseconds (the simulator's and
+// meshbench's joins take 2–13 ms), and a destination still without a route
+// after a second is cut off; its frames are then dropped, and the stream's
+// retransmissions (held afresh) take over.
+const maxHold = time.Second
+
 // held keeps the data frames this node originates for destinations it has
 // no route to yet, in order per destination, until a route appears: right
 // after a Connect, or while link state still converges, a frame dropped for
 // want of a route would wait for the sender's retransmission timeout (the
 // initial RTO, 200 ms), and a stream holds back its window while it waits.
-// It is bounded (maxHeld frames in all); a frame that finds no room is
-// dropped and counted as DroppedNoRoute, and the retransmission recovers it.
+// It is bounded (maxHeld frames in all, for maxHold at most); a frame that
+// finds no room, or waits too long, is dropped and counted as
+// DroppedNoRoute, and the retransmission recovers it.
 type held struct {
 	dsts   []uuid.UUID // in the order they were first held: deterministic
 	frames map[uuid.UUID][][]byte
+	since  map[uuid.UUID]time.Time // when dst's oldest held frame came
 	n      int
 }
 
@@ -40,16 +50,18 @@ func (c *Core) transmitData(dst uuid.UUID, f []byte) {
 	}
 	if h.frames == nil {
 		h.frames = make(map[uuid.UUID][][]byte)
+		h.since = make(map[uuid.UUID]time.Time)
 	}
 	if len(h.frames[dst]) == 0 {
 		h.dsts = append(h.dsts, dst)
+		h.since[dst] = c.now
 	}
 	h.frames[dst] = append(h.frames[dst], f)
 	h.n++
 }
 
 // releaseHeld queues the held frames of every destination that has a route
-// now.
+// now, and drops those that waited longer than maxHold.
 func (c *Core) releaseHeld() {
 	h := &c.held
 	if h.n == 0 {
@@ -58,16 +70,22 @@ func (c *Core) releaseHeld() {
 	kept := h.dsts[:0]
 	for _, dst := range h.dsts {
 		p := c.nextHop(dst)
-		if p == nil {
+		expired := c.now.Sub(h.since[dst]) >= maxHold
+		if p == nil && !expired {
 			kept = append(kept, dst)
 			continue
 		}
 		fs := h.frames[dst]
 		for _, f := range fs {
-			c.enqueue(p, f, false)
+			if p != nil {
+				c.enqueue(p, f, false)
+			} else {
+				c.stats.DroppedNoRoute++
+			}
 		}
 		h.n -= len(fs)
 		delete(h.frames, dst)
+		delete(h.since, dst)
 	}
 	clear(h.dsts[len(kept):])
 	h.dsts = kept
