@@ -223,7 +223,8 @@ type Core struct {
 	streams streams
 	ls      linkState
 	members membership
-	held    held // data frames waiting for a route
+	held    held      // data frames waiting for a route
+	ackHeld time.Time // when the acks due started waiting for a reply (holdAcks)
 
 	closed bool
 }
@@ -275,7 +276,9 @@ func (c *Core) Routes() *routing.Table { return c.rt }
 // sends the acknowledgements due and notes topology changes, so that one
 // acknowledgement covers a whole batch of inputs.
 func (c *Core) Ready() Ready {
-	c.streams.flushAcks()
+	if !c.holdAcks() {
+		c.streams.flushAcks()
+	}
 	c.ls.checkVersion()
 	c.releaseHeld()
 	c.peers.collectWrites(c)
@@ -308,6 +311,7 @@ func (c *Core) Deadline() time.Time {
 	d = c.members.deadline(c, d)
 	d = c.peers.deadline(c, d)
 	d = c.streams.deadline(d)
+	d = c.ackDeadline(d)
 	return d
 }
 
