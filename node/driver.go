@@ -28,8 +28,35 @@ type sendReq struct {
 	one       [1]uuid.UUID // Dsts' storage for a Send
 	frame1    [1][]byte    // Frames' storage for a Send or Broadcast
 	cancelled atomic.Bool  // the caller gave up: the loop must not offer it
-	done      chan struct{}
-	err       error // set by the loop before it closes done
+	fast      bool         // accepted by Send's fast path: nobody waits for the answer
+	// done gets exactly one signal per use, from the loop, once err is set
+	// (a send, not a close, so that the request can be used again).
+	done chan struct{}
+	err  error
+}
+
+// reqPool recycles send requests, and their done channels, so that a Send
+// allocates nothing but its frame in the steady state. A request goes back
+// only once its answer was received: the loop holds no reference then.
+var reqPool = sync.Pool{New: func() any { return &sendReq{done: make(chan struct{}, 1)} }}
+
+func getReq() *sendReq { return reqPool.Get().(*sendReq) }
+
+// putReq returns r to the pool; r's done signal must have been received.
+func putReq(r *sendReq) {
+	r.SendRequest = core.SendRequest{}
+	r.one = [1]uuid.UUID{}
+	r.frame1 = [1][]byte{}
+	r.cancelled.Store(false)
+	r.fast = false
+	r.err = nil
+	reqPool.Put(r)
+}
+
+// finish answers r: the one signal its submitter waits for.
+func (r *sendReq) finish(err error) {
+	r.err = err
+	r.done <- struct{}{}
 }
 
 // outFrame copies body into a new buffer with room for the frame header in
@@ -45,18 +72,24 @@ func outFrame(body []byte) []byte {
 // or refuses it. When ctx ends first, the loop is asked to withdraw it:
 // exactly one of acceptance and withdrawal wins, so a message is never both
 // reported as not sent and sent.
+//
+// r comes from getReq; submit returns it to the pool unless the loop may
+// still hold it (the node closed under it).
 func (n *Node) submit(ctx context.Context, r *sendReq) error {
-	r.done = make(chan struct{})
 	select {
 	case n.sends <- r:
 	case <-n.quit:
+		putReq(r)
 		return ErrClosed
 	case <-ctx.Done():
+		putReq(r)
 		return ctx.Err()
 	}
 	select {
 	case <-r.done:
-		return r.err
+		err := r.err
+		putReq(r)
+		return err
 	case <-n.loopDone:
 		return n.answered(r)
 	case <-ctx.Done():
@@ -72,10 +105,12 @@ func (n *Node) submit(ctx context.Context, r *sendReq) error {
 	case <-n.loopDone:
 		return n.answered(r)
 	}
-	if errors.Is(r.err, core.ErrCancelled) {
+	err := r.err
+	putReq(r)
+	if errors.Is(err, core.ErrCancelled) {
 		return ctx.Err()
 	}
-	return r.err
+	return err
 }
 
 // answered returns the loop's answer to r once the loop has stopped: it
@@ -148,7 +183,7 @@ func (n *Node) answer(q *query) {
 // ---- the loop ----
 
 // maxBatch bounds the inputs the loop handles before it applies a Ready.
-const maxBatch = 64
+const maxBatch = 256
 
 // loop is the node's event loop: the only goroutine that touches the core.
 func (n *Node) loop() {
@@ -161,6 +196,7 @@ func (n *Node) loop() {
 	for {
 		n.apply(c.Ready())
 		c.Advance()
+		n.fast.publish(c, nil)
 		// A deadline in the past means: tick now.
 		if d := c.Deadline(); armed.IsZero() || !d.Equal(armed) {
 			timer.Reset(max(0, time.Until(d)))
@@ -180,6 +216,9 @@ func (n *Node) loop() {
 			n.batch()
 		case r := <-n.sends:
 			n.onSend(time.Now(), r)
+			n.batch()
+		case <-n.fast.wake:
+			n.drainFast(time.Now())
 			n.batch()
 		case r := <-n.cancels:
 			c.Cancel(time.Now(), r.ID)
@@ -218,6 +257,8 @@ func (n *Node) batch() {
 			n.onWritten(time.Now(), w)
 		case r := <-n.sends:
 			n.onSend(time.Now(), r)
+		case <-n.fast.wake:
+			n.drainFast(time.Now())
 		default:
 			return
 		}
@@ -244,11 +285,28 @@ func (n *Node) onWritten(now time.Time, w writeResult) {
 }
 
 func (n *Node) onSend(now time.Time, r *sendReq) {
+	// What Send's fast path queued before r goes first: one goroutine's
+	// messages keep their order.
+	n.drainFast(now)
 	if r.cancelled.Load() {
-		r.err = core.ErrCancelled
-		close(r.done)
+		r.finish(core.ErrCancelled)
 		return
 	}
+	n.offer(now, r)
+	if len(r.Dsts) == 1 && !r.Bcast {
+		n.fast.publish(n.core, r.Dsts) // the fast path may take the next ones
+	}
+}
+
+// drainFast offers the core what Send's fast path queued.
+func (n *Node) drainFast(now time.Time) {
+	for _, r := range n.fast.take() {
+		n.offer(now, r)
+	}
+}
+
+// offer hands r to the core, which answers it in a Ready.
+func (n *Node) offer(now time.Time, r *sendReq) {
 	n.reqID++
 	r.ID = n.reqID
 	n.reqs[r.ID] = r
@@ -277,8 +335,18 @@ func (n *Node) apply(rd core.Ready) {
 	for _, a := range rd.Answers {
 		if r := n.reqs[a.ID]; r != nil {
 			delete(n.reqs, a.ID)
-			r.err = a.Err
-			close(r.done)
+			if !r.fast {
+				r.finish(a.Err)
+				continue
+			}
+			// Send has returned: a message refused now (the node is
+			// closing) is reported as a failure, as an accepted one is.
+			if a.Err != nil {
+				for i, d := range r.Dsts {
+					n.emit(Event{Kind: DeliveryFailed, Peer: d, Body: r.Frames[i][message.HeaderSize:], Err: a.Err})
+				}
+			}
+			putReq(r)
 		}
 	}
 	for _, e := range rd.Events {
@@ -300,6 +368,11 @@ func (n *Node) apply(rd core.Ready) {
 // the wire, and stops everything.
 func (n *Node) shutdown() {
 	c := n.core
+	// Sends already accepted by the fast path go to the core, which
+	// reports them failed with the rest.
+	for _, r := range n.fast.close() {
+		n.offer(time.Now(), r)
+	}
 	c.Shutdown(time.Now())
 	grace := time.NewTimer(time.Second)
 	defer grace.Stop()
@@ -431,12 +504,9 @@ func (n *Node) writer(l *link) {
 	for {
 		select {
 		case frames := <-l.writes:
-			var err error
-			for _, f := range frames {
-				if err = l.edge.Send(n.ctx, f); err != nil {
-					break
-				}
-			}
+			// One batch per Write: a stream transport gathers it into one
+			// buffered write (transport.BatchSender).
+			err := transport.SendBatch(n.ctx, l.edge, frames)
 			select {
 			case n.written <- writeResult{link: l.id, err: err}:
 			case <-n.quit:

@@ -212,6 +212,8 @@ type Node struct {
 	reqs  map[uint64]*sendReq           // send requests the core has not answered
 	reqID uint64
 	final core.Stats // the core's counters once the loop has stopped
+
+	fast fastSends // Send's fast path: see fastsend.go
 }
 
 // New makes a node on transport tr (and any added WithTransport), starts
@@ -268,6 +270,7 @@ func New(tr transport.Transport, opts ...Option) (*Node, error) {
 		waits:      make(map[core.LinkID]chan []string),
 		reqs:       make(map[uint64]*sendReq),
 	}
+	n.fast.init()
 	n.adv = advertisable(n.Addrs())
 	now := time.Now()
 	cc := cfg.core
@@ -370,20 +373,26 @@ func (n *Node) Multicast(ctx context.Context, tos []uuid.UUID, body []byte) erro
 	if len(body) > n.cfg.core.MaxBody {
 		return fmt.Errorf("%w: %d > %d bytes", ErrTooLarge, len(body), n.cfg.core.MaxBody)
 	}
-	r := &sendReq{}
+	r := getReq()
 	dsts := r.one[:0]
 	for _, to := range tos {
+		var err error
 		switch to {
 		case uuid.Nil:
-			return ErrNilTarget
+			err = ErrNilTarget
 		case n.id:
-			return ErrSelf
+			err = ErrSelf
+		}
+		if err != nil {
+			putReq(r)
+			return err
 		}
 		if !slices.Contains(dsts, to) {
 			dsts = append(dsts, to)
 		}
 	}
 	if len(dsts) == 0 {
+		putReq(r)
 		return nil
 	}
 	r.Dsts = dsts
@@ -395,6 +404,17 @@ func (n *Node) Multicast(ctx context.Context, tos []uuid.UUID, body []byte) erro
 	for i := range r.Frames {
 		r.Frames[i] = outFrame(body)
 	}
+	if len(dsts) == 1 {
+		if err := ctx.Err(); err != nil {
+			putReq(r)
+			return err
+		}
+		r.fast = true
+		if n.fast.tryQueue(r) {
+			return nil
+		}
+		r.fast = false
+	}
 	return n.submit(ctx, r)
 }
 
@@ -405,7 +425,7 @@ func (n *Node) Broadcast(ctx context.Context, body []byte) error {
 	if len(body) > n.cfg.core.MaxBody {
 		return fmt.Errorf("%w: %d > %d bytes", ErrTooLarge, len(body), n.cfg.core.MaxBody)
 	}
-	r := &sendReq{}
+	r := getReq()
 	r.Bcast = true
 	r.frame1[0] = outFrame(body)
 	r.Frames = r.frame1[:]

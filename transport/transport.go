@@ -70,3 +70,37 @@ type Edge interface {
 	// RemoteAddr is the other side's address of the edge.
 	RemoteAddr() string
 }
+
+// BatchSender is an optional capability of an Edge: it sends several frames
+// as one batch, which a stream transport writes with one buffered write
+// (each frame still length-prefixed, so that the peer's Receive returns
+// them one by one, in order), where a loop of Send would write them one by
+// one. Callers discover it with a type assertion; SendBatch falls back to
+// such a loop for edges without it.
+//
+// SendBatch follows Send's contract for every frame of the batch: the frames
+// are delivered in order, as if sent by consecutive Sends, and the transport
+// keeps none of them once it returns. It refuses a batch holding a frame over
+// the transport's limit with an error wrapping ErrFrameTooLarge, before
+// sending any of it. It returns ctx's error if ctx ends first (a batch cut
+// short after part of it went out leaves the edge closed, as a Send cut
+// short mid-frame does), and an error wrapping ErrClosed once the edge is
+// closed. It is serialized with Send.
+type BatchSender interface {
+	SendBatch(ctx context.Context, frames [][]byte) error
+}
+
+// SendBatch sends frames on e in order: with one call of e's SendBatch if e
+// is a BatchSender, otherwise with one Send per frame, stopping at the first
+// error.
+func SendBatch(ctx context.Context, e Edge, frames [][]byte) error {
+	if b, ok := e.(BatchSender); ok {
+		return b.SendBatch(ctx, frames)
+	}
+	for _, f := range frames {
+		if err := e.Send(ctx, f); err != nil {
+			return err
+		}
+	}
+	return nil
+}

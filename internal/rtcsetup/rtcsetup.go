@@ -17,7 +17,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pion/stun/v3"
+	"github.com/pion/stun/v4"
 	pionwebrtc "github.com/pion/webrtc/v4"
 
 	"github.com/distrirender/distrirender/transport/webrtc"

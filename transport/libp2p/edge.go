@@ -24,7 +24,7 @@ const prefixLen = 4
 
 // readBuffer is the size of an edge's read buffer: frames this small or
 // smaller arrive several per read from the stream.
-const readBuffer = 4096
+const readBuffer = 32 << 10
 
 // longAgo is a deadline in the past, which interrupts a blocked Read or Write.
 var longAgo = time.Unix(1, 0)
@@ -193,13 +193,34 @@ func getBuf(n int) *[]byte {
 // cut short by ctx after part of the frame went out leaves the edge unusable
 // for sending: later Sends fail with an error wrapping transport.ErrClosed.
 func (e *Edge) Send(ctx context.Context, frame []byte) error {
-	if len(frame) > e.t.maxFrame {
-		return fmt.Errorf("libp2p: Send on edge %s: %d bytes over limit %d: %w", e, len(frame), e.t.maxFrame, transport.ErrFrameTooLarge)
+	one := [1][]byte{frame}
+	return e.send(ctx, "Send", one[:])
+}
+
+var _ transport.BatchSender = (*Edge)(nil)
+
+// batchBuffer is how many bytes of frames SendBatch gathers into one Write.
+const batchBuffer = 64 << 10
+
+// SendBatch writes frames, each after its length prefix, gathered into as
+// few Writes on the stream as batchBuffer allows (one for a batch of small
+// frames). It implements transport.BatchSender with Send's errors: a batch
+// holding a frame over MaxFrame is refused before any of it is written, and
+// one cut short inside a frame leaves the edge unusable for sending.
+func (e *Edge) SendBatch(ctx context.Context, frames [][]byte) error {
+	return e.send(ctx, "SendBatch", frames)
+}
+
+func (e *Edge) send(ctx context.Context, op string, frames [][]byte) error {
+	for _, f := range frames {
+		if len(f) > e.t.maxFrame {
+			return fmt.Errorf("libp2p: %s on edge %s: %d bytes over limit %d: %w", op, e, len(f), e.t.maxFrame, transport.ErrFrameTooLarge)
+		}
 	}
 	if e.isClosed() {
-		return e.errClosed("Send")
+		return e.errClosed(op)
 	}
-	if err := e.acquire(ctx, e.wsem, "Send"); err != nil {
+	if err := e.acquire(ctx, e.wsem, op); err != nil {
 		return err
 	}
 	defer func() { <-e.wsem }()
@@ -207,7 +228,7 @@ func (e *Edge) Send(ctx context.Context, frame []byte) error {
 	// Close sets closed first and then its own deadline, which then wins.
 	e.wwatch.arm(ctx)
 	if e.isClosed() {
-		return e.errClosed("Send")
+		return e.errClosed(op)
 	}
 	if e.wbroke != nil {
 		return e.wbroke
@@ -216,26 +237,48 @@ func (e *Edge) Send(ctx context.Context, frame []byte) error {
 		return err
 	}
 
-	p := getBuf(prefixLen + len(frame))
-	b := *p
-	binary.BigEndian.PutUint32(b, uint32(len(frame)))
-	copy(b[prefixLen:], frame)
+	size := 0
+	for _, f := range frames {
+		size += prefixLen + len(f)
+	}
+	p := getBuf(min(size, batchBuffer))
+	defer bufPool.Put(p)
+	b := (*p)[:0]
+	for i, f := range frames {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(f)))
+		b = append(b, f...)
+		if len(b) < batchBuffer && i < len(frames)-1 {
+			continue
+		}
+		if err := e.write(ctx, op, b); err != nil {
+			return err
+		}
+		b = b[:0]
+	}
+	if cap(b) <= 2*batchBuffer {
+		*p = b[:0]
+	}
+	return nil
+}
+
+// write writes b, whole frames with their prefixes, in one Write on the
+// stream.
+func (e *Edge) write(ctx context.Context, op string, b []byte) error {
 	n, err := e.s.Write(b)
-	bufPool.Put(p)
 	if err == nil {
 		return nil
 	}
 	if n > 0 && n < len(b) {
 		// The peer has part of a frame; nothing more can follow it.
-		e.wbroke = fmt.Errorf("libp2p: Send on edge %s: an earlier Send stopped inside a frame: %w", e, transport.ErrClosed)
+		e.wbroke = fmt.Errorf("libp2p: %s on edge %s: an earlier Send stopped inside a frame: %w", op, e, transport.ErrClosed)
 	}
 	switch {
 	case e.isClosed():
-		return e.errClosed("Send")
+		return e.errClosed(op)
 	case ctx.Err() != nil && isTimeout(err):
 		return ctx.Err()
 	}
-	e.wbroke = fmt.Errorf("libp2p: Send on edge %s: %w: %w", e, transport.ErrClosed, err)
+	e.wbroke = fmt.Errorf("libp2p: %s on edge %s: %w: %w", op, e, transport.ErrClosed, err)
 	return e.wbroke
 }
 

@@ -26,7 +26,7 @@ const coalesceMax = 4096
 // readBuffer is the size of an edge's read buffer: small frames and length
 // prefixes are read from it; larger frames are read straight into the slice
 // Receive returns.
-const readBuffer = 4096
+const readBuffer = 32 << 10
 
 // aLongTimeAgo is a deadline in the past, to interrupt a blocked Read or
 // Write.
@@ -50,8 +50,7 @@ type Edge struct {
 	why    atomic.Pointer[string] // why the edge closed, for errors
 
 	smu  sync.Mutex // serializes Send, and the FIN after it
-	wbuf []byte     // a small frame with its length, written at once
-	whdr [4]byte    // the length of a large frame
+	wbuf []byte     // small frames with their lengths, written at once
 	wr   interrupter
 
 	rmu   sync.Mutex // serializes Receive, and the drain after Close
@@ -99,11 +98,36 @@ func (e *Edge) String() string { return e.local + "->" + e.remote }
 // closed (the frames sent before are still delivered) and Send returns ctx's
 // error.
 func (e *Edge) Send(ctx context.Context, frame []byte) error {
-	if len(frame) > e.maxFrame {
-		return fmt.Errorf("quic: Send on edge %s: %d bytes over limit %d: %w", e, len(frame), e.maxFrame, transport.ErrFrameTooLarge)
+	one := [1][]byte{frame}
+	return e.send(ctx, "Send", one[:])
+}
+
+// SendBatch writes frames, each prefixed with its length, to the edge's
+// stream: small frames are gathered into one buffer and written together
+// (up to batchBuffer bytes per write), so that quic-go packs them into as
+// few packets as it can; a frame over coalesceMax is written in place after
+// the buffer. It implements transport.BatchSender, with Send's errors; a
+// batch holding a frame over MaxFrame is refused before any of it is
+// written, and a batch cut short by ctx after any of it was written closes
+// the edge.
+func (e *Edge) SendBatch(ctx context.Context, frames [][]byte) error {
+	return e.send(ctx, "SendBatch", frames)
+}
+
+var _ transport.BatchSender = (*Edge)(nil)
+
+// batchBuffer is how many bytes of small frames SendBatch gathers before it
+// writes them.
+const batchBuffer = 64 << 10
+
+func (e *Edge) send(ctx context.Context, op string, frames [][]byte) error {
+	for _, f := range frames {
+		if len(f) > e.maxFrame {
+			return fmt.Errorf("quic: %s on edge %s: %d bytes over limit %d: %w", op, e, len(f), e.maxFrame, transport.ErrFrameTooLarge)
+		}
 	}
 	if e.closed.Load() {
-		return e.errClosed("Send")
+		return e.errClosed(op)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -113,22 +137,40 @@ func (e *Edge) Send(ctx context.Context, frame []byte) error {
 	e.wr.watch(ctx)
 	e.wr.reset()
 	if e.closed.Load() { // checked after reset: a Close from now on interrupts the write
-		return e.errClosed("Send")
+		return e.errClosed(op)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	started := false
-	if len(frame) <= coalesceMax {
-		e.wbuf = binary.BigEndian.AppendUint32(e.wbuf[:0], uint32(len(frame)))
-		e.wbuf = append(e.wbuf, frame...)
-		return e.write(ctx, e.wbuf, &started)
+	buf := e.wbuf[:0]
+	defer func() {
+		if cap(buf) <= 2*batchBuffer {
+			e.wbuf = buf[:0]
+		}
+	}()
+	for _, f := range frames {
+		buf = binary.BigEndian.AppendUint32(buf, uint32(len(f)))
+		if len(f) <= coalesceMax {
+			buf = append(buf, f...)
+			if len(buf) < batchBuffer {
+				continue
+			}
+		}
+		if err := e.write(ctx, buf, &started); err != nil {
+			return err
+		}
+		buf = buf[:0]
+		if len(f) > coalesceMax {
+			if err := e.write(ctx, f, &started); err != nil {
+				return err
+			}
+		}
 	}
-	binary.BigEndian.PutUint32(e.whdr[:], uint32(len(frame)))
-	if err := e.write(ctx, e.whdr[:], &started); err != nil {
-		return err
+	if len(buf) == 0 {
+		return nil
 	}
-	return e.write(ctx, frame, &started)
+	return e.write(ctx, buf, &started)
 }
 
 // write writes all of p, resuming after a stale interruption. started

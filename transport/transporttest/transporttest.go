@@ -75,6 +75,7 @@ func Run(t *testing.T, f Factory) {
 		{"OrderAndContent", s.orderAndContent},
 		{"FrameTooLarge", s.frameTooLarge},
 		{"SenderReusesBuffer", s.senderReusesBuffer},
+		{"Batch", s.batch},
 		{"ConcurrentSendReceive", s.concurrentSendReceive},
 		{"ManyEdges", s.manyEdges},
 		{"RemoteClose", s.remoteClose},
@@ -324,6 +325,92 @@ func (s suite) frameTooLarge(t *testing.T) {
 	send(t, ab, []byte("after"))
 	if got := receive(t, ba); string(got) != "after" {
 		t.Fatalf("received %q after a refused frame, want %q", got, "after")
+	}
+}
+
+// batch sends frames in batches with transport.SendBatch (the edge's own
+// SendBatch when it is a transport.BatchSender): the peer must receive them
+// one by one, in order, whatever the sizes mixed in one batch; the sender's
+// buffers are its own again once SendBatch returns; and a batch holding a
+// frame over the limit is refused whole by a BatchSender, the edge staying
+// usable.
+func (s suite) batch(t *testing.T) {
+	a, b := s.newTransport(t), s.newTransport(t)
+	ab, ba := connect(t, a, b)
+	_, native := ab.(transport.BatchSender)
+	t.Logf("edge implements transport.BatchSender: %v", native)
+	limit := min(maxFrame(a), maxFrame(b))
+	ctx, cancel := context.WithTimeout(context.Background(), 6*Timeout)
+	defer cancel()
+
+	batches := [][]int{
+		{5},
+		{0, 1, 2, 3},
+		{64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64, 64},
+		{4095, 4096, 4097, 10, 70000, 3},
+		{limit, 1, limit / 3},
+	}
+	many := make([]int, 3000) // more than one write's worth of small frames
+	for i := range many {
+		many[i] = 1 + i%200
+	}
+	batches = append(batches, many)
+	for _, sizes := range batches {
+		for j := range sizes {
+			sizes[j] = min(sizes[j], limit)
+		}
+	}
+	var want [][]byte
+	sent := make(chan struct{})
+	defer func() { <-sent }()
+	go func() {
+		defer close(sent)
+		i := 0
+		for _, sizes := range batches {
+			frames := make([][]byte, len(sizes))
+			for j, n := range sizes {
+				frames[j] = frameContent(7, i, n)
+				i++
+			}
+			if err := transport.SendBatch(ctx, ab, frames); err != nil {
+				t.Errorf("SendBatch of %d frames: %v", len(frames), err)
+				cancel()
+				return
+			}
+			for _, f := range frames {
+				clear(f) // the transport must not hold on to them
+			}
+		}
+	}()
+	i := 0
+	for _, sizes := range batches {
+		for _, n := range sizes {
+			want = append(want, frameContent(7, i, n))
+			i++
+		}
+	}
+	for i, w := range want {
+		got, err := ba.Receive(ctx)
+		if err != nil {
+			t.Fatalf("Receive frame %d of %d: %v", i, len(want), err)
+		}
+		if !bytes.Equal(got, w) {
+			t.Fatalf("frame %d: got %d bytes %s, want %d bytes %s", i, len(got), head(got), len(w), head(w))
+		}
+	}
+
+	<-sent
+	if native {
+		err := transport.SendBatch(ctx, ab, [][]byte{[]byte("refused"), make([]byte, limit+1)})
+		if !errors.Is(err, transport.ErrFrameTooLarge) {
+			t.Fatalf("SendBatch with a frame of %d bytes, limit %d: err = %v, want ErrFrameTooLarge", limit+1, limit, err)
+		}
+	}
+	if err := transport.SendBatch(ctx, ab, [][]byte{[]byte("after")}); err != nil {
+		t.Fatalf("SendBatch after a refused batch: %v", err)
+	}
+	if got := receive(t, ba); string(got) != "after" {
+		t.Fatalf("received %q after a refused batch, want %q", got, "after")
 	}
 }
 

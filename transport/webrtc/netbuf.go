@@ -3,8 +3,8 @@ package webrtc
 import (
 	"net"
 
-	"github.com/pion/transport/v3"
-	"github.com/pion/transport/v3/stdnet"
+	"github.com/pion/transport/v5"
+	"github.com/pion/transport/v5/stdnet"
 )
 
 // udpBuffer is the receive and send buffer the transport asks for on each

@@ -166,7 +166,9 @@ type Delivery struct {
 	Index     uint32
 }
 
-// Write is a batch of frames for one edge, to be written in order.
+// Write is a batch of frames for one edge, to be written in order. Frames
+// is the Core's, lent until the WriteDone (or EdgeFailed) for that edge: it
+// is reused for the edge's next Write.
 type Write struct {
 	Link   LinkID
 	Frames [][]byte
@@ -233,6 +235,8 @@ type Core struct {
 	streams streams
 	ls      linkState
 	members membership
+	held    held      // data frames waiting for a route
+	ackHeld time.Time // when the acks due started waiting for a reply (holdAcks)
 
 	closed bool
 }
@@ -284,8 +288,11 @@ func (c *Core) Routes() *routing.Table { return c.rt }
 // sends the acknowledgements due and notes topology changes, so that one
 // acknowledgement covers a whole batch of inputs.
 func (c *Core) Ready() Ready {
-	c.streams.flushAcks()
+	if !c.holdAcks() {
+		c.streams.flushAcks()
+	}
 	c.ls.checkVersion()
+	c.releaseHeld()
 	c.peers.collectWrites(c)
 	return c.out
 }
@@ -316,6 +323,7 @@ func (c *Core) Deadline() time.Time {
 	d = c.members.deadline(c, d)
 	d = c.peers.deadline(c, d)
 	d = c.streams.deadline(d)
+	d = c.ackDeadline(d)
 	return d
 }
 

@@ -21,9 +21,10 @@ type peer struct {
 	dialed bool   // this node dialled the edge
 	dialTo string // the address it dialled, for redialling after a failure
 
-	ctrl, data fifo // frames waiting for the writer; control goes first
-	writing    bool // a Write for this edge is out, not yet WriteDone
-	inWrite    int  // bytes of data frames in that Write
+	ctrl, data fifo     // frames waiting for the writer; control goes first
+	writing    bool     // a Write for this edge is out, not yet WriteDone
+	batch      [][]byte // the Frames of that Write, reused for the next one
+	inWrite    int      // bytes of data frames in that Write
 
 	since    time.Time // when the edge came up
 	lastRecv time.Time
@@ -152,11 +153,11 @@ func (c *Core) enqueue(p *peer, f []byte, ctrl bool) bool {
 	return true
 }
 
-// route queues a frame towards dst by the routing table.
+// route queues a frame towards dst by the routing table, or straight to dst
+// when it is a neighbour that link state does not show yet (nextHop).
 func (c *Core) route(dst uuid.UUID, f []byte, ctrl bool) bool {
-	nh, ok := c.rt.NextHop(dst)
-	p := c.peers.byID[nh]
-	if !ok || p == nil {
+	p := c.nextHop(dst)
+	if p == nil {
 		c.stats.DroppedNoRoute++
 		return false
 	}
@@ -180,10 +181,12 @@ func (ps *peers) collectWrites(c *Core) {
 		if p.writing || p.ctrl.Len()+p.data.Len() == 0 {
 			continue
 		}
-		frames := make([][]byte, 0, p.ctrl.Len()+p.data.Len())
-		frames = p.ctrl.drainTo(frames)
+		// The batch slice is the peer's, handed back by WriteDone: a
+		// steady stream of Writes allocates nothing for it.
+		frames := p.ctrl.drainTo(p.batch[:0])
 		p.inWrite = p.data.bytes
 		frames = p.data.drainTo(frames)
+		p.batch = frames
 		p.writing = true
 		c.out.Writes = append(c.out.Writes, Write{Link: p.link, Frames: frames})
 	}
@@ -195,6 +198,7 @@ func (c *Core) WriteDone(now time.Time, link LinkID) {
 	if p := c.peers.byLink[link]; p != nil {
 		p.writing = false
 		p.inWrite = 0
+		clear(p.batch) // the frames are the writer's no more
 		c.streams.roomFreed()
 	}
 }

@@ -83,9 +83,9 @@ type streams struct {
 	room    int     // deliveries the inbound queue can take
 
 	resets uint64 // unicast streams started or reset so far: new stream epochs
-	// held: a stream stopped sending because its first hop's queue was
+	// waiting: a stream stopped sending because its first hop's queue was
 	// full; a finished write resumes them (roomFreed).
-	held bool
+	waiting bool
 }
 
 func (ss *streams) init(c *Core) {
@@ -206,7 +206,7 @@ func (ss *streams) pump(s *outStream) {
 	ss.reportMissed(s, ErrUnreached)
 	for !s.snd.Full() && s.backlog.Len() > 0 {
 		if s.dst != uuid.Nil && ss.firstHopFull(s.dst) {
-			ss.held = true
+			ss.waiting = true
 			return
 		}
 		frame := s.backlog.pop()
@@ -235,21 +235,16 @@ func (ss *streams) pump(s *outStream) {
 // quarter of ForwardBytes already: the stream waits rather than queue more
 // (a reliable transport drains it; a full queue would drop).
 func (ss *streams) firstHopFull(dst uuid.UUID) bool {
-	c := ss.c
-	nh, ok := c.rt.NextHop(dst)
-	if !ok {
-		return false
-	}
-	p := c.peers.byID[nh]
-	return p != nil && p.queued() >= c.cfg.ForwardBytes/4
+	p := ss.c.nextHop(dst)
+	return p != nil && p.queued() >= ss.c.cfg.ForwardBytes/4
 }
 
 // roomFreed resumes the streams held by a full first hop.
 func (ss *streams) roomFreed() {
-	if !ss.held {
+	if !ss.waiting {
 		return
 	}
-	ss.held = false
+	ss.waiting = false
 	for _, s := range ss.order {
 		ss.pump(s)
 	}
@@ -290,7 +285,7 @@ func (ss *streams) transmit(s *outStream, target uuid.UUID, pkt reliability.Pack
 		f = m.Encode()
 	}
 	if dst != uuid.Nil {
-		c.route(dst, f, false)
+		c.transmitData(dst, f)
 		return
 	}
 	c.flood(nil, f, false)
@@ -323,10 +318,12 @@ func (ss *streams) onData(p *peer, m message.Message, bcast bool, body []byte) r
 	k := rxKey{src: m.UID.Node, bcast: bcast}
 	rx := ss.rx[k]
 	if rx == nil {
-		if !c.rt.Known(k.src) {
+		if !c.rt.Known(k.src) && k.src != p.id {
 			// Without the source's link state there is no route for the ack,
 			// and state for unknown sources would let a neighbour grow memory.
-			// The source retransmits once the mesh has converged.
+			// The source retransmits once the mesh has converged. A
+			// neighbour's own frames are taken (its ack goes back over its
+			// edge): right after a handshake its record is on its way.
 			c.stats.DroppedNoRoute++
 			return reliability.Stale
 		}
