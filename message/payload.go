@@ -132,7 +132,25 @@ func (a Ack) Append(dst []byte) []byte {
 // count u8 and each address as u8 length and bytes.
 func (h Hello) Append(dst []byte) []byte {
 	dst = binary.BigEndian.AppendUint16(dst, h.FreeSlots)
-	return appendAddrs(dst, h.Addrs)
+	dst = appendAddrs(dst, h.Addrs)
+	if h.Auth != nil {
+		dst = h.Auth.Append(dst)
+	}
+	return dst
+}
+
+// Append appends an Auth (the challenge body, and the tail of a hello in a
+// cluster with a secret): nonce, key, a u8 MAC count and the MACs, then a
+// u8 signature length (0 or SigSize) and the signature.
+func (a *Auth) Append(dst []byte) []byte {
+	dst = append(dst, a.Nonce[:]...)
+	dst = append(dst, a.Key[:]...)
+	dst = append(dst, uint8(len(a.MACs)))
+	for i := range a.MACs {
+		dst = append(dst, a.MACs[i][:]...)
+	}
+	dst = append(dst, uint8(len(a.Sig)))
+	return append(dst, a.Sig...)
 }
 
 // Append appends the reject body: the reason u8, then the entry-point count u8
@@ -256,7 +274,26 @@ func (a Ack) Validate() error {
 
 // Validate reports whether h can be encoded and decoded back: at most MaxAddrs
 // addresses, each non-empty UTF-8 of at most MaxAddrLen bytes.
-func (h Hello) Validate() error { return validateAddrs("addresses", h.Addrs) }
+func (h Hello) Validate() error {
+	if h.Auth != nil {
+		if err := h.Auth.Validate(); err != nil {
+			return err
+		}
+	}
+	return validateAddrs("addresses", h.Addrs)
+}
+
+// Validate reports whether a can be encoded and decoded back: at most
+// MaxMACs MACs, and a signature of SigSize bytes or none.
+func (a *Auth) Validate() error {
+	if len(a.MACs) > MaxMACs {
+		return decodeErr(ErrMalformed, 0, itoa(len(a.MACs))+" MACs > "+itoa(MaxMACs))
+	}
+	if len(a.Sig) != 0 && len(a.Sig) != SigSize {
+		return decodeErr(ErrMalformed, 0, "signature of "+itoa(len(a.Sig))+" bytes")
+	}
+	return nil
+}
 
 // Validate reports whether r can be encoded and decoded back: a known reason and
 // at most MaxAddrs entry points, each non-empty UTF-8 of at most MaxAddrLen bytes.
@@ -268,7 +305,7 @@ func (r Reject) Validate() error {
 }
 
 // Valid reports whether r is a reason this version knows.
-func (r RejectReason) Valid() bool { return r >= RejectFull && r <= RejectClosing }
+func (r RejectReason) Valid() bool { return r >= RejectFull && r <= RejectAuth }
 
 // String returns the reason's protocol name.
 func (r RejectReason) String() string {
@@ -281,6 +318,8 @@ func (r RejectReason) String() string {
 		return "self"
 	case RejectClosing:
 		return "closing"
+	case RejectAuth:
+		return "auth"
 	}
 	return "unknown"
 }
@@ -547,16 +586,61 @@ func DecodeAck(b []byte) (Ack, error) {
 }
 
 // DecodeHello decodes a hello or welcome body. Addresses are copied out of b;
-// none decodes to nil.
+// none decodes to nil. Bytes after the addresses are an Auth.
 func DecodeHello(b []byte) (Hello, error) {
 	r := reader{b: b}
 	h := Hello{FreeSlots: r.u16("free slots")}
 	h.Addrs = r.addrs("addresses")
+	if r.err == nil && r.left() >= minAuthSize {
+		h.Auth = r.auth()
+	}
 	r.end("hello")
 	if r.err != nil {
 		return Hello{}, r.err
 	}
 	return h, nil
+}
+
+// minAuthSize is an encoded Auth without MACs or signature: fewer bytes
+// after a hello's addresses are trailing bytes, not a truncated Auth.
+const minAuthSize = NonceSize + KeySize + 2
+
+// auth reads an Auth, copying it out of the input.
+func (r *reader) auth() *Auth {
+	a := &Auth{}
+	copy(a.Nonce[:], r.take(NonceSize, "nonce"))
+	copy(a.Key[:], r.take(KeySize, "key"))
+	off := r.off
+	n := int(r.u8("MAC count"))
+	if r.count(n, off, MaxMACs, MACSize, "MAC count") && n > 0 {
+		a.MACs = make([][MACSize]byte, n)
+		for i := range a.MACs {
+			copy(a.MACs[i][:], r.take(MACSize, "MAC"))
+		}
+	}
+	off = r.off
+	l := int(r.u8("signature length"))
+	if r.err == nil && l != 0 && l != SigSize {
+		r.fail(ErrMalformed, off, "signature of "+itoa(l)+" bytes")
+	}
+	if b := r.take(l, "signature"); r.err == nil && l > 0 {
+		a.Sig = append([]byte(nil), b...)
+	}
+	if r.err != nil {
+		return nil
+	}
+	return a
+}
+
+// DecodeAuth decodes a challenge body: an Auth and no trailing bytes.
+func DecodeAuth(b []byte) (*Auth, error) {
+	r := reader{b: b}
+	a := r.auth()
+	r.end("auth")
+	if r.err != nil {
+		return nil, r.err
+	}
+	return a, nil
 }
 
 // DecodeReject decodes a reject body. The reason must be known. Entry points

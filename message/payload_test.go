@@ -44,6 +44,18 @@ var payloadCodecs = []payloadCodec{
 	{"Digest",
 		func(b []byte) (any, error) { return DecodeDigest(b) },
 		func(v any) []byte { return v.(Digest).Append(nil) }},
+	{"Auth",
+		func(b []byte) (any, error) { return DecodeAuth(b) },
+		func(v any) []byte { return v.(*Auth).Append(nil) }},
+}
+
+// sampleAuth returns an Auth with n MACs and a signature.
+func sampleAuth(n int) *Auth {
+	a := &Auth{Nonce: [NonceSize]byte{9}, Key: [KeySize]byte{8}, Sig: bytes.Repeat([]byte{7}, SigSize)}
+	for i := range n {
+		a.MACs = append(a.MACs, [MACSize]byte{byte(i + 1)})
+	}
+	return a
 }
 
 func codecByName(name string) payloadCodec {
@@ -97,6 +109,13 @@ func samplePayloads() map[string][]any {
 			Hello{},
 			Hello{FreeSlots: 10, Addrs: []string{"mem://n1"}},
 			Hello{FreeSlots: ^uint16(0), Addrs: maxAddrs},
+			Hello{FreeSlots: 3, Addrs: []string{"mem://n1"}, Auth: &Auth{Nonce: [NonceSize]byte{1}, Key: [KeySize]byte{2}}},
+			Hello{Auth: sampleAuth(1)},
+		},
+		"Auth": {
+			&Auth{Nonce: [NonceSize]byte{1}, Key: [KeySize]byte{2}},
+			sampleAuth(1),
+			sampleAuth(MaxMACs),
 		},
 		"Digest": {
 			Digest{},
@@ -127,6 +146,8 @@ func validate(v any) error {
 		return v.Validate()
 	case Digest:
 		return v.Validate()
+	case *Auth:
+		return v.Validate()
 	}
 	return nil
 }
@@ -146,9 +167,15 @@ func TestPayloadRoundTrip(t *testing.T) {
 			if !reflect.DeepEqual(got, v) {
 				t.Fatalf("%s #%d: round trip\n got %+v\nwant %+v", name, i, got, v)
 			}
-			// Every proper prefix is truncated.
+			// Every proper prefix is truncated; a hello's optional Auth
+			// cut off leaves a plain hello or trailing bytes.
+			authed := name == "Hello" && v.(Hello).Auth != nil
 			for n := range len(enc) {
-				if _, err := c.decode(enc[:n]); !errors.Is(err, ErrTruncated) {
+				got, err := c.decode(enc[:n])
+				if authed && (errors.Is(err, ErrMalformed) || err == nil && got.(Hello).Auth == nil) {
+					continue
+				}
+				if !errors.Is(err, ErrTruncated) {
 					t.Fatalf("%s #%d cut to %d of %d: %v, want ErrTruncated", name, i, n, len(enc), err)
 				}
 			}
@@ -267,7 +294,11 @@ func TestPayloadErrors(t *testing.T) {
 		// Reject
 		{"Reject", "empty", nil, ErrTruncated},
 		{"Reject", "reason 0", []byte{0, 0}, ErrMalformed},
-		{"Reject", "reason 5", []byte{5, 0}, ErrMalformed},
+		{"Reject", "reason 6", []byte{6, 0}, ErrMalformed},
+		{"Auth", "short", make([]byte, NonceSize+KeySize), ErrTruncated},
+		{"Auth", "too many MACs", append(make([]byte, NonceSize+KeySize), MaxMACs+1), ErrMalformed},
+		{"Auth", "signature of 3 bytes", append(make([]byte, NonceSize+KeySize), 0, 3, 1, 2, 3), ErrMalformed},
+		{"Auth", "trailing", append(make([]byte, NonceSize+KeySize), 0, 0, 1), ErrMalformed},
 		{"Reject", "reason 255", []byte{255, 0}, ErrMalformed},
 		{"Reject", "no count", []byte{1}, ErrTruncated},
 		{"Reject", "count over limit", []byte{1, MaxAddrs + 1}, ErrMalformed},

@@ -535,7 +535,13 @@ func (n *Node) acceptHandshake(e transport.Edge) {
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.core.Handshake)
 	defer cancel()
 	m, hello, err := n.readHello(ctx, e)
+	if err == nil {
+		m, hello, err = n.admitAuth(ctx, e, m, hello)
+	}
 	if err != nil {
+		if isAuth(err) {
+			n.authFailed(e.RemoteAddr(), err)
+		}
 		n.log.Debug("incoming handshake failed", "remote", e.RemoteAddr(), "err", err)
 		e.Close()
 		return
@@ -581,6 +587,9 @@ func (n *Node) parseHandshake(f []byte, want message.Type) (message.Message, mes
 	var rej *core.RejectError
 	var bad *message.DecodeError
 	switch {
+	case errors.As(err, &rej) && rej.Reason == message.RejectAuth:
+		return m, h, fmt.Errorf("%w: %s refused this node: no accepted cluster secret or identity: %w", ErrAuth, rej.Peer,
+			&RejectedError{Peer: rej.Peer, Reason: rej.Reason})
 	case errors.As(err, &rej):
 		return m, h, &RejectedError{Peer: rej.Peer, Reason: rej.Reason, EntryPoints: rej.EntryPoints}
 	case errors.As(err, &bad):
@@ -679,7 +688,18 @@ func (n *Node) dialHandshake(ctx context.Context, e transport.Edge, addr string)
 		e.Close()
 		return ErrClosed
 	}
-	if err := e.Send(ctx, q.hello); err != nil {
+	hello := q.hello
+	var auth *dialAuth
+	if n.cfg.creds.On() {
+		var err error
+		if auth, hello, err = n.startDialAuth(hello); err != nil {
+			e.Close()
+			return err
+		}
+	}
+	var current atomic.Pointer[[]byte] // the hello to say again: the proof once challenged
+	current.Store(&hello)
+	if err := e.Send(ctx, hello); err != nil {
 		e.Close()
 		return fmt.Errorf("%w: %w", ErrHandshake, err)
 	}
@@ -697,7 +717,7 @@ func (n *Node) dialHandshake(ctx context.Context, e transport.Edge, addr string)
 			prev = next
 			select {
 			case <-t.C:
-				_ = e.Send(ctx, q.hello)
+				_ = e.Send(ctx, *current.Load())
 			case <-stop:
 				t.Stop()
 				return
@@ -707,14 +727,17 @@ func (n *Node) dialHandshake(ctx context.Context, e transport.Edge, addr string)
 			}
 		}
 	}()
-	m, hello, early, err := n.readWelcome(ctx, e)
+	m, welcome, early, err := n.readWelcome(ctx, e, auth, &current)
 	close(stop)
 	again.Wait()
 	if err != nil {
+		if isAuth(err) {
+			n.authFailed(addr, err)
+		}
 		e.Close()
 		return err
 	}
-	h := &handshake{edge: e, id: m.UID.Node, epoch: m.Header.Epoch, hello: hello, addr: addr, dial: true, early: early}
+	h := &handshake{edge: e, id: m.UID.Node, epoch: m.Header.Epoch, hello: welcome, addr: addr, dial: true, early: early}
 	if err := n.handshakeWith(ctx, h); err != nil {
 		e.Close()
 		return err
@@ -733,17 +756,32 @@ func (n *Node) dialHandshake(ctx context.Context, e transport.Edge, addr string)
 	return h.err
 }
 
-// readWelcome reads the answer to a hello: a welcome, or a reject. Frames
-// of the other side that overtook its welcome (it sends them as soon as it
-// has accepted) are kept, up to core.MaxEarlyFrames, for the core.
-func (n *Node) readWelcome(ctx context.Context, e transport.Edge) (message.Message, message.Hello, []inFrame, error) {
+// readWelcome reads the answer to a hello: a welcome, or a reject; with
+// auth, it answers the challenge before (storing the proving hello in
+// current). Frames of the other side that overtook its welcome (it sends
+// them as soon as it has accepted) are kept, up to core.MaxEarlyFrames,
+// for the core.
+func (n *Node) readWelcome(ctx context.Context, e transport.Edge, auth *dialAuth, current *atomic.Pointer[[]byte]) (message.Message, message.Hello, []inFrame, error) {
 	var early []inFrame
 	for {
 		f, err := e.Receive(ctx)
 		if err != nil {
 			return message.Message{}, message.Hello{}, nil, fmt.Errorf("%w: %w", ErrHandshake, err)
 		}
-		if typ := message.PeekType(f); typ != message.TypeWelcome && typ != message.TypeReject {
+		typ := message.PeekType(f)
+		if typ == message.TypeChallenge && auth != nil {
+			proof, err := auth.onChallenge(f)
+			switch {
+			case err != nil:
+				n.refuseAuth(ctx, e)
+				return message.Message{}, message.Hello{}, nil, err
+			case proof != nil:
+				current.Store(&proof)
+				_ = e.Send(ctx, proof)
+			}
+			continue
+		}
+		if typ != message.TypeWelcome && typ != message.TypeReject {
 			m, err := message.Decode(f, n.cfg.core.MaxBody)
 			switch {
 			case err != nil:
@@ -754,6 +792,9 @@ func (n *Node) readWelcome(ctx context.Context, e transport.Edge) (message.Messa
 			continue
 		}
 		m, h, err := n.parseHandshake(f, message.TypeWelcome)
+		if err == nil && auth != nil {
+			err = auth.checkWelcome(m)
+		}
 		return m, h, early, err
 	}
 }

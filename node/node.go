@@ -164,6 +164,10 @@ type Stats struct {
 	EventsDropped              uint64 // events lost because Events() was not drained
 	NeighborsUp, NeighborsDown uint64 // edges established / edges lost
 	TopologyFrames             uint64 // link-state frames sent (network_state, its request and digest, new_edge, destroy_edge)
+	// AuthFailures counts handshakes refused, on either side, because a
+	// node did not prove an accepted cluster secret or its identity, or
+	// expected a secret this node does not have (ErrAuth).
+	AuthFailures uint64
 }
 
 // Node is one member of the mesh: a driver around the protocol core
@@ -197,9 +201,10 @@ type Node struct {
 	ctx       context.Context // cancelled at shutdown; bounds every transport call
 	cancel    context.CancelFunc
 
-	nextLink    atomic.Uint64
-	undecodable atomic.Uint64 // frames the readers could not decode
-	dropped     atomic.Uint64 // events dropped because Events() was not drained
+	nextLink     atomic.Uint64
+	undecodable  atomic.Uint64 // frames the readers could not decode
+	authFailures atomic.Uint64 // handshakes refused for want of a proved secret or identity
+	dropped      atomic.Uint64 // events dropped because Events() was not drained
 
 	// Owned by the loop goroutine.
 	core  *core.Core
@@ -221,6 +226,9 @@ func New(tr transport.Transport, opts ...Option) (*Node, error) {
 		if err := o(&cfg); err != nil {
 			return nil, err
 		}
+	}
+	if err := cfg.identity(); err != nil {
+		return nil, err
 	}
 	if cfg.core.ID == uuid.Nil {
 		id, err := uuid.NewRandom()
@@ -330,6 +338,7 @@ func (n *Node) Stats() Stats {
 		Hostile: c.Hostile + bad, Delivered: c.Delivered, Duplicates: c.Duplicates,
 		Retransmits: c.Retransmits, Failed: c.Failed, EventsDropped: n.dropped.Load(),
 		NeighborsUp: c.NeighborsUp, NeighborsDown: c.NeighborsDown, TopologyFrames: c.TopologyFrames,
+		AuthFailures: n.authFailures.Load(),
 	}
 }
 

@@ -23,6 +23,7 @@ type config struct {
 	inbound  int
 	eventBuf int
 	core     core.Config // the protocol's parameters: core.Defaults explains them
+	creds    core.Credentials
 }
 
 func defaults() config {

@@ -51,6 +51,11 @@ func (c *Core) Frame(now time.Time, link LinkID, m message.Message, raw []byte) 
 		// The dialler did not get the welcome (lost, or still on its way)
 		// and says hello again, within its handshake: welcome it again.
 		c.enqueue(p, c.control(message.TypeWelcome, uuid.Nil, 0, c.hello().Append(nil)), true)
+	case message.TypeChallenge:
+		if !p.dialed || now.Sub(p.since) >= c.cfg.Handshake {
+			c.hostile(p.id, "challenge after the handshake", nil)
+		}
+		// A copy of the challenge this node answered before the welcome.
 	case message.TypeWelcome:
 		if !p.dialed {
 			c.hostile(p.id, "welcome to a node that did not dial", nil)
