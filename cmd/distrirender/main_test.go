@@ -109,6 +109,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"render", "--transport", "webrtc", "--stun", "stun:stun.example.org"}, "embedded mesh names its nodes"},
 		{[]string{"worker", "--stun", "stun:stun.example.org"}, "--stun is for --transport webrtc"},
 		{[]string{"worker", "--signal-key", "k"}, "--signal-key is for --transport webrtc"},
+		{[]string{"worker", "--secret-file", "/nonexistent/secret"}, "--secret-file"},
 		{[]string{"worker", "--transport", "webrtc", "--serve-signal", "127.0.0.1:0", "--stun", "http://stun.example.org"}, "--stun"},
 		{[]string{"worker", "--transport", "webrtc", "--serve-signal", "127.0.0.1:0", "--turn", "turn:turn.example.org"}, "--turn-user"},
 	}
