@@ -174,6 +174,12 @@ type State struct {
 	// Name is the origin's human name, or empty: at most MaxNameLen bytes
 	// of UTF-8, not unique, for people only (protocol version 2).
 	Name string
+	// Key and Sig sign the record in a cluster with a secret: the origin's
+	// ed25519 public key (whose hash is the origin's UUID) and its
+	// signature of SigningBytes. Sig is nil in an unsigned record, and
+	// Key then zero.
+	Key [KeySize]byte
+	Sig []byte
 }
 
 // StateList is the body of network_state: one or more records.
@@ -206,7 +212,15 @@ type EdgeChange struct {
 	Seq       uint64
 	Peer      uuid.UUID
 	FreeSlots uint16
+	// Sig is, in a cluster with a secret, the origin's signature of its
+	// whole record as it is after the change (State.SigningBytes, with
+	// the origin's key); all zero when unsigned (an array, so that
+	// EdgeChange stays comparable).
+	Sig [SigSize]byte
 }
+
+// Signed reports whether c carries a signature.
+func (c EdgeChange) Signed() bool { return c.Sig != [SigSize]byte{} }
 
 // Ack is the body of an acknowledgement.
 type Ack struct {

@@ -36,10 +36,13 @@ const EdgeChangeSize = 16 + 8 + 8 + 16 + 2
 
 // Smallest encodings, used to bound counts by the bytes present.
 const (
-	// minStateSize is an encoded State with no neighbours, no addresses and
-	// no name: origin, epoch, seq, free slots, neighbour count, address
-	// count, name length.
-	minStateSize = 16 + 8 + 8 + 2 + 2 + 1 + 1
+	// minStateSize is an encoded State with no neighbours, no addresses,
+	// no name and no signature: origin, epoch, seq, free slots, neighbour
+	// count, address count, name length, signature length.
+	minStateSize = 16 + 8 + 8 + 2 + 2 + 1 + 1 + 1
+	// stateSigSize is the signature block of a signed State: key and
+	// signature.
+	stateSigSize = KeySize + SigSize
 	// minAddrSize is an encoded non-empty address: length byte and one byte.
 	minAddrSize = 2
 )
@@ -61,6 +64,17 @@ func appendAddrs(dst []byte, addrs []string) []byte {
 
 // appendState appends one State record.
 func appendState(dst []byte, s *State) []byte {
+	dst = appendUnsigned(dst, s)
+	if len(s.Sig) == 0 {
+		return append(dst, 0)
+	}
+	dst = append(dst, stateSigSize)
+	dst = append(dst, s.Key[:]...)
+	return append(dst, s.Sig...)
+}
+
+// appendUnsigned appends a State's fields, from the origin to the name.
+func appendUnsigned(dst []byte, s *State) []byte {
 	dst = append(dst, s.Origin[:]...)
 	dst = binary.BigEndian.AppendUint64(dst, s.Epoch)
 	dst = binary.BigEndian.AppendUint64(dst, s.Seq)
@@ -74,10 +88,22 @@ func appendState(dst []byte, s *State) []byte {
 	return append(dst, s.Name...)
 }
 
+// signingPrefix separates link-state signatures from every other use of
+// a node's key.
+const signingPrefix = "distrirender link state v2\x00"
+
+// SigningBytes returns what the origin signs: a fixed prefix, the record
+// without its signature block, then its key.
+func (s *State) SigningBytes() []byte {
+	dst := appendUnsigned([]byte(signingPrefix), s)
+	return append(dst, s.Key[:]...)
+}
+
 // Append appends the network_state body: a u16 record count, then each State
 // (origin, epoch u64, seq u64, free slots u16, neighbour count u16, the
 // neighbours' UUIDs, address count u8, each address as u8 length and bytes,
-// then the name as u8 length and bytes).
+// the name as u8 length and bytes, then a u8 signature-block length, 0 or
+// 96, and the block: the origin's key and its signature).
 func (s StateList) Append(dst []byte) []byte {
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(s)))
 	for i := range s {
@@ -109,14 +135,19 @@ func (d Digest) Append(dst []byte) []byte {
 	return dst
 }
 
-// Append appends the new_edge / destroy_edge body: exactly EdgeChangeSize bytes
-// (origin, epoch u64, seq u64, peer, free slots u16).
+// Append appends the new_edge / destroy_edge body: EdgeChangeSize bytes
+// (origin, epoch u64, seq u64, peer, free slots u16), then the signature
+// when signed (SigSize bytes more).
 func (c EdgeChange) Append(dst []byte) []byte {
 	dst = append(dst, c.Origin[:]...)
 	dst = binary.BigEndian.AppendUint64(dst, c.Epoch)
 	dst = binary.BigEndian.AppendUint64(dst, c.Seq)
 	dst = append(dst, c.Peer[:]...)
-	return binary.BigEndian.AppendUint16(dst, c.FreeSlots)
+	dst = binary.BigEndian.AppendUint16(dst, c.FreeSlots)
+	if c.Signed() {
+		dst = append(dst, c.Sig[:]...)
+	}
+	return dst
 }
 
 // Append appends the ack body: stream epoch u64, cumulative index u32, then the
@@ -473,6 +504,17 @@ func (r *reader) state(s *State) {
 	if r.err == nil && l > 0 {
 		s.Name = string(b)
 	}
+	off = r.off
+	switch n := int(r.u8("signature block length")); {
+	case r.err != nil || n == 0:
+	case n != stateSigSize:
+		r.fail(ErrMalformed, off, "signature block of "+itoa(n)+" bytes")
+	default:
+		copy(s.Key[:], r.take(KeySize, "state key"))
+		if sig := r.take(SigSize, "state signature"); r.err == nil {
+			s.Sig = append([]byte(nil), sig...)
+		}
+	}
 }
 
 // DecodeStateList decodes a network_state body. It needs 1 to MaxStates
@@ -548,7 +590,7 @@ func DecodeDigest(b []byte) (Digest, error) {
 }
 
 // DecodeEdgeChange decodes a new_edge or destroy_edge body: exactly
-// EdgeChangeSize bytes.
+// EdgeChangeSize bytes, or EdgeChangeSize+SigSize when signed.
 func DecodeEdgeChange(b []byte) (EdgeChange, error) {
 	r := reader{b: b}
 	c := EdgeChange{
@@ -557,6 +599,12 @@ func DecodeEdgeChange(b []byte) (EdgeChange, error) {
 		Seq:       r.u64("edge seq"),
 		Peer:      r.uuid("edge peer"),
 		FreeSlots: r.u16("edge free slots"),
+	}
+	if r.err == nil && r.left() == SigSize {
+		copy(c.Sig[:], r.take(SigSize, "edge signature"))
+		if !c.Signed() {
+			r.fail(ErrMalformed, EdgeChangeSize, "zero signature")
+		}
 	}
 	r.end("edge change")
 	if r.err != nil {

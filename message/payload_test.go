@@ -90,6 +90,8 @@ func samplePayloads() map[string][]any {
 			StateList{{Origin: fixedUUID(1), Name: strings.Repeat("n", MaxNameLen)}},
 			StateList{{Origin: fixedUUID(1), Neighbors: many(MaxNeighbors), Addrs: maxAddrs},
 				{Origin: fixedUUID(2), Epoch: ^uint64(0), Seq: ^uint64(0), FreeSlots: ^uint16(0)}},
+			StateList{{Origin: fixedUUID(1), Seq: 2, Neighbors: many(2), Key: [KeySize]byte{5}, Sig: bytes.Repeat([]byte{6}, SigSize)},
+				{Origin: fixedUUID(2)}},
 		},
 		"StateRequest": {
 			StateRequest(nil),
@@ -99,6 +101,7 @@ func samplePayloads() map[string][]any {
 		"EdgeChange": {
 			EdgeChange{},
 			EdgeChange{Origin: fixedUUID(1), Epoch: 2, Seq: 3, Peer: fixedUUID(4), FreeSlots: 5},
+			EdgeChange{Origin: fixedUUID(1), Epoch: 2, Seq: 3, Peer: fixedUUID(4), FreeSlots: 5, Sig: [SigSize]byte{6, 6}},
 		},
 		"Ack": {
 			Ack{},
@@ -168,11 +171,12 @@ func TestPayloadRoundTrip(t *testing.T) {
 				t.Fatalf("%s #%d: round trip\n got %+v\nwant %+v", name, i, got, v)
 			}
 			// Every proper prefix is truncated; a hello's optional Auth
-			// cut off leaves a plain hello or trailing bytes.
-			authed := name == "Hello" && v.(Hello).Auth != nil
+			// or an edge change's signature cut off leaves an unsigned
+			// value or trailing bytes.
+			optional := name == "Hello" && v.(Hello).Auth != nil || name == "EdgeChange" && v.(EdgeChange).Signed()
 			for n := range len(enc) {
 				got, err := c.decode(enc[:n])
-				if authed && (errors.Is(err, ErrMalformed) || err == nil && got.(Hello).Auth == nil) {
+				if optional && (errors.Is(err, ErrMalformed) || err == nil && !reflect.DeepEqual(got, v)) {
 					continue
 				}
 				if !errors.Is(err, ErrTruncated) {
@@ -224,7 +228,8 @@ func namedStateBytes(nNeighbors uint16, neighbors []byte, addrs []byte, name []b
 	b = binary.BigEndian.AppendUint16(b, nNeighbors)
 	b = append(b, neighbors...)
 	b = append(b, addrs...)
-	return append(b, name...)
+	b = append(b, name...)
+	return append(b, 0) // unsigned
 }
 
 func u16(n uint16) []byte { return binary.BigEndian.AppendUint16(nil, n) }
@@ -256,6 +261,10 @@ func TestPayloadErrors(t *testing.T) {
 		{"StateList", "addr not UTF-8", cat(u16(1), stateBytes(0, nil, []byte{1, 2, 0xc3, 0x28})), ErrMalformed},
 		{"StateList", "addr length beyond end", cat(u16(1), stateBytes(0, nil, []byte{1, 9, 'a', 'b'})), ErrTruncated},
 		{"StateList", "trailing", cat(u16(1), okState, []byte{0}), ErrMalformed},
+		{"StateList", "signature block of 5", cat(u16(1), okState[:len(okState)-1], []byte{5, 1, 2, 3, 4, 5}), ErrMalformed},
+		{"StateList", "signature block cut", cat(u16(1), okState[:len(okState)-1], []byte{KeySize + SigSize}, make([]byte, 40)), ErrTruncated},
+		{"EdgeChange", "signature cut", make([]byte, EdgeChangeSize+SigSize-1), ErrMalformed},
+		{"EdgeChange", "zero signature", make([]byte, EdgeChangeSize+SigSize), ErrMalformed},
 		{"StateList", "second state bad", cat(u16(2), okState, stateBytes(0, nil, []byte{1, 0, 'a'})), ErrMalformed},
 		{"StateList", "name over limit", cat(u16(1), namedStateBytes(0, nil, []byte{0}, append([]byte{MaxNameLen + 1}, make([]byte, MaxNameLen+1)...))), ErrMalformed},
 		{"StateList", "name not UTF-8", cat(u16(1), namedStateBytes(0, nil, []byte{0}, []byte{2, 0xc3, 0x28})), ErrMalformed},

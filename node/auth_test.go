@@ -238,3 +238,33 @@ func TestSecretOptions(t *testing.T) {
 		t.Fatalf("ID %s is not the key's", nd.ID())
 	}
 }
+
+// A closed cluster routes as an open one: signed link state converges over
+// several hops, with lossy links, and messages and broadcasts arrive.
+func TestSecuredMeshDelivers(t *testing.T) {
+	const size, count = 5, 500
+	seed := meshtest.Seed(t)
+	m := newMesh(t, 0, seed)
+	rng := rand.New(rand.NewPCG(seed, 5))
+	for range size {
+		m.Add(append(secured(rng, secretNew, secretOld), meshtest.Lossy()...)...)
+	}
+	for i := range size - 1 {
+		m.net.SetFaults(m.Addr(i), m.Addr(i+1), memory.Faults{Loss: 0.1, Duplicate: 0.1, Reorder: 0.1})
+		m.Link(i, i+1)
+	}
+	m.WaitConverged(20 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	col := m.Collect(ctx, size-1)
+	if err := m.SendAll(ctx, 0, m.Node(size-1).ID(), count, 64); err != nil {
+		t.Fatalf("seed %d: %v", seed, err)
+	}
+	meshtest.WaitFor(t, time.Minute, "all messages", func() bool { return len(col.Got(0, false)) == count })
+	meshtest.CheckStream(t, "secured line", col.Got(0, false), nil, count)
+	for i := range size {
+		if h := m.Node(i).Stats().Hostile; h != 0 {
+			t.Errorf("seed %d: node %d counted %d hostile frames among members", seed, i, h)
+		}
+	}
+}

@@ -278,6 +278,9 @@ func New(tr transport.Transport, opts ...Option) (*Node, error) {
 	cc.Addrs = n.adv
 	cc.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	cc.Logger = n.log
+	if cfg.creds.On() {
+		cc.Auth = cfg.creds
+	}
 	n.core = core.New(cc, now)
 	n.core.SetRoom(now, cfg.inbound)
 	n.wg.Add(1)

@@ -147,3 +147,43 @@ func (cr *Credentials) check(t *Transcript, id uuid.UUID, a *message.Auth, role 
 	}
 	return 0, fmt.Errorf("%w: %s does not hold an accepted cluster secret", ErrAuth, id)
 }
+
+// signer signs this node's link state and checks other nodes' (a
+// routing.Signer): a record counts only if signed by the key whose
+// IDFromKey is its origin.
+type signer struct {
+	key ed25519.PrivateKey
+	pub [message.KeySize]byte
+}
+
+func newSigner(key ed25519.PrivateKey) *signer {
+	s := &signer{key: key}
+	copy(s.pub[:], key.Public().(ed25519.PublicKey))
+	return s
+}
+
+// Sign signs the local record.
+func (s *signer) Sign(st *message.State) {
+	st.Key = s.pub
+	st.Sig = ed25519.Sign(s.key, st.SigningBytes())
+}
+
+// Errors of Verify, wrapped by routing.ErrForged.
+var (
+	errUnsigned = errors.New("unsigned")
+	errNotOwner = errors.New("signed with a key that is not the origin's")
+	errBadSig   = errors.New("bad signature")
+)
+
+// Verify checks a remote record.
+func (*signer) Verify(st *message.State) error {
+	switch {
+	case len(st.Sig) != message.SigSize:
+		return errUnsigned
+	case IDFromKey(st.Key[:]) != st.Origin:
+		return errNotOwner
+	case !ed25519.Verify(st.Key[:], st.SigningBytes(), st.Sig):
+		return errBadSig
+	}
+	return nil
+}

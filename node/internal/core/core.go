@@ -73,6 +73,11 @@ type Config struct {
 	// already have their defaults applied.
 	Rel     reliability.Config
 	Routing routing.Config
+	// Auth, when it holds secrets, signs this node's link state with
+	// Auth.Key and makes every remote record and change checked against
+	// its origin's key before it touches routing (docs/SECURITY.md). The
+	// handshake itself is the driver's (Credentials' methods).
+	Auth Credentials
 	// Rand draws jitter and random choices. The simulator seeds it.
 	Rand *rand.Rand
 	// Logger receives the Core's log lines.
@@ -229,6 +234,9 @@ type Core struct {
 func New(cfg Config, now time.Time) *Core {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Auth.On() {
+		cfg.Routing.Signer = newSigner(cfg.Auth.Key)
 	}
 	if cfg.Rand == nil {
 		cfg.Rand = rand.New(rand.NewPCG(cfg.Epoch, cfg.Epoch^0x9e3779b97f4a7c15))

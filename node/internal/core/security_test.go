@@ -1,0 +1,251 @@
+package core
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/distrirender/distrirender/message"
+	"github.com/distrirender/distrirender/routing"
+)
+
+var testSecret = []byte("a cluster secret for the tests..")
+
+// testKey is a fixed identity key per test node.
+func testKey(id byte) ed25519.PrivateKey {
+	return ed25519.NewKeyFromSeed(bytes.Repeat([]byte{id}, ed25519.SeedSize))
+}
+
+// securedCore is testCore in a cluster with a secret: its UUID is its key's.
+func securedCore(id byte) *Core {
+	return testCore(id, func(c *Config) {
+		c.Auth = Credentials{Secrets: [][]byte{testSecret}, Key: testKey(id)}
+		c.ID = IDFromKey(testKey(id).Public().(ed25519.PublicKey))
+	})
+}
+
+// end is one side of an edge in a testNet.
+type end struct {
+	c    *Core
+	link LinkID
+}
+
+// testNet joins cores with edges and carries their writes, in virtual time.
+type testNet struct {
+	t         *testing.T
+	now       time.Time
+	cores     []*Core
+	wires     map[end]end
+	delivered map[*Core][]Delivery
+	link      LinkID
+}
+
+func newTestNet(t *testing.T, cores ...*Core) *testNet {
+	return &testNet{t: t, now: t0, cores: cores, wires: map[end]end{}, delivered: map[*Core][]Delivery{}}
+}
+
+// join makes an edge dialled by a to b and returns a's end of it.
+func (n *testNet) join(a, b *Core) end {
+	n.t.Helper()
+	n.link += 2
+	ea, eb := end{a, n.link - 1}, end{b, n.link}
+	n.wires[ea], n.wires[eb] = eb, ea
+	ha, _ := message.DecodeHello(mustDecode(n.t, a.HelloFrame()).Body)
+	if adm := b.Admit(n.now, eb.link, a.ID(), a.Epoch(), ha); !adm.Accepted {
+		n.t.Fatalf("admit: %+v", adm)
+	}
+	hb, _ := message.DecodeHello(mustDecode(n.t, b.HelloFrame()).Body)
+	if err := a.Register(n.now, ea.link, b.ID(), b.Epoch(), hb, "b"); err != nil {
+		n.t.Fatal(err)
+	}
+	return ea
+}
+
+// settle carries frames until no core writes, a millisecond per round.
+func (n *testNet) settle() {
+	n.t.Helper()
+	for range 500 {
+		type inflight struct {
+			to end
+			f  []byte
+		}
+		var fly []inflight
+		for _, c := range n.cores {
+			rd := c.Ready()
+			var links []LinkID
+			for _, w := range rd.Writes {
+				links = append(links, w.Link)
+				for _, f := range w.Frames {
+					fly = append(fly, inflight{n.wires[end{c, w.Link}], slices.Clone(f)})
+				}
+			}
+			n.delivered[c] = append(n.delivered[c], rd.Deliveries...)
+			c.Advance() // reuses rd's slices
+			for _, l := range links {
+				c.WriteDone(n.now, l)
+			}
+		}
+		n.now = n.now.Add(time.Millisecond)
+		for _, c := range n.cores {
+			if !c.Deadline().After(n.now) {
+				c.Tick(n.now)
+			}
+		}
+		if len(fly) == 0 {
+			return
+		}
+		for _, x := range fly {
+			x.to.c.Frame(n.now, x.to.link, mustDecode(n.t, x.f), x.f)
+		}
+	}
+	n.t.Fatal("never quiet")
+}
+
+// inject hands a frame to the core at e as if it came from the other end.
+func (n *testNet) inject(e end, f []byte) {
+	n.t.Helper()
+	e.c.Frame(n.now, e.link, mustDecode(n.t, f), f)
+}
+
+// forgery is a record or change a malicious member M sends about B.
+type forgery struct {
+	name  string
+	typ   message.Type
+	build func(a, b, m *Core) []byte
+}
+
+// sign signs st with key, claiming pub as the record's key.
+func signAs(st *message.State, pub ed25519.PublicKey, key ed25519.PrivateKey) {
+	copy(st.Key[:], pub)
+	st.Sig = ed25519.Sign(key, st.SigningBytes())
+}
+
+// hijackRecords is the attack seen on a LAN: a record for B with B's epoch
+// + 1 listing the attacker M as B's only neighbour, and M's own record (well
+// signed: M is a member) listing B, so that A routes to B through M.
+func hijackRecords(sign func(st *message.State, m *Core)) func(a, b, m *Core) []byte {
+	return func(a, b, m *Core) []byte {
+		fb := message.State{Origin: b.ID(), Epoch: b.Epoch() + 1, Seq: 1, Neighbors: []uuid.UUID{m.ID()}}
+		sign(&fb, m)
+		mine := m.rt.Local()
+		mine.Seq += 10
+		mine.Neighbors = append(mine.Neighbors, b.ID())
+		slices.SortFunc(mine.Neighbors, func(x, y uuid.UUID) int { return bytes.Compare(x[:], y[:]) })
+		if m.cfg.Routing.Signer != nil {
+			m.cfg.Routing.Signer.Sign(&mine)
+		}
+		return HandshakeFrame(m.ID(), m.Epoch(), 8, message.TypeNetworkState, message.StateList{fb, mine}.Append(nil))
+	}
+}
+
+// destroyBA is a destroy_edge "from B" removing A: B would be cut off.
+func destroyBA(sign func(ch *message.EdgeChange, b, m *Core)) func(a, b, m *Core) []byte {
+	return func(a, b, m *Core) []byte {
+		rec := a.rt.States([]uuid.UUID{b.ID()})[0]
+		ch := message.EdgeChange{Origin: b.ID(), Epoch: rec.Epoch, Seq: rec.Seq + 1, Peer: a.ID(), FreeSlots: 3}
+		sign(&ch, b, m)
+		return HandshakeFrame(m.ID(), m.Epoch(), 8, message.TypeDestroyEdge, ch.Append(nil))
+	}
+}
+
+// TestForgedLinkStateRefused reproduces the route hijack and the forged
+// edge removal of issue 13 between members A, B and a malicious member M
+// (edges A–B and A–M): without a secret each forgery moves A's route to B
+// (through M, or nowhere); with signed link state each is refused, counted
+// as hostile, and A's messages keep reaching B.
+func TestForgedLinkStateRefused(t *testing.T) {
+	unsigned := func(*message.State, *Core) {}
+	byM := func(st *message.State, m *Core) { signAs(st, testKey(3).Public().(ed25519.PublicKey), testKey(3)) }
+	claimB := func(st *message.State, m *Core) { signAs(st, testKey(2).Public().(ed25519.PublicKey), testKey(3)) }
+	cases := []forgery{
+		{"hijack, unsigned", message.TypeNetworkState, hijackRecords(unsigned)},
+		{"hijack, signed by M", message.TypeNetworkState, hijackRecords(byM)},
+		{"hijack, B's key with M's signature", message.TypeNetworkState, hijackRecords(claimB)},
+		{"destroy_edge, unsigned", message.TypeDestroyEdge, destroyBA(func(*message.EdgeChange, *Core, *Core) {})},
+		{"destroy_edge, signed by M", message.TypeDestroyEdge, destroyBA(func(ch *message.EdgeChange, b, m *Core) {
+			st := b.rt.Local() // what B's record would become, signed by the wrong key
+			st.Seq, st.FreeSlots, st.Neighbors = ch.Seq, ch.FreeSlots, nil
+			signAs(&st, testKey(2).Public().(ed25519.PublicKey), testKey(3))
+			copy(ch.Sig[:], st.Sig)
+		})},
+	}
+	for _, secure := range []bool{false, true} {
+		for _, tc := range cases {
+			name := tc.name + map[bool]string{false: " (open cluster: attack works)", true: " (signed: refused)"}[secure]
+			t.Run(name, func(t *testing.T) {
+				mk := func(id byte) *Core { return testCore(id, nil) }
+				if secure {
+					mk = securedCore
+				}
+				a, b, m := mk(1), mk(2), mk(3)
+				n := newTestNet(t, a, b, m)
+				n.join(a, b)
+				am := n.join(m, a) // M's end of the edge M–A
+				n.settle()
+				if hop, ok := a.rt.NextHop(b.ID()); !ok || hop != b.ID() {
+					t.Fatalf("before: A's next hop to B is %v, %v", hop, ok)
+				}
+				hostile := a.Stats().Hostile
+				n.inject(n.wires[am], tc.build(a, b, m))
+				n.settle()
+				hop, ok := a.rt.NextHop(b.ID())
+				if !secure {
+					if ok && hop == b.ID() {
+						t.Fatalf("the attack did not work without signatures: the test proves nothing")
+					}
+					return
+				}
+				if !ok || hop != b.ID() {
+					t.Fatalf("A's next hop to B is %v, %v: the forgery was applied", hop, ok)
+				}
+				if a.Stats().Hostile == hostile {
+					t.Errorf("the forgery was not counted as hostile")
+				}
+				a.Send(n.now, sendReq(1, b.ID(), "still B's"))
+				n.settle()
+				if d := n.delivered[b]; len(d) != 1 || d[0].From != a.ID() || string(d[0].Body) != "still B's" {
+					t.Fatalf("B got %+v", d)
+				}
+			})
+		}
+	}
+}
+
+// A member cannot claim another UUID in link state: its record under a
+// UUID that is not its key's is refused, and so is any unsigned record.
+func TestSignerChecksOwnership(t *testing.T) {
+	s := newSigner(testKey(1))
+	mine := message.State{Origin: IDFromKey(testKey(1).Public().(ed25519.PublicKey)), Epoch: 1, Seq: 1}
+	s.Sign(&mine)
+	if err := s.Verify(&mine); err != nil {
+		t.Fatalf("own record: %v", err)
+	}
+	other := mine
+	other.Origin = IDFromKey(testKey(2).Public().(ed25519.PublicKey))
+	s.Sign(&other)
+	tampered := mine
+	tampered.Seq++
+	unsigned := mine
+	unsigned.Sig = nil
+	for name, tc := range map[string]struct {
+		st   message.State
+		want error
+	}{
+		"another UUID": {other, errNotOwner},
+		"tampered":     {tampered, errBadSig},
+		"unsigned":     {unsigned, errUnsigned},
+	} {
+		if err := s.Verify(&tc.st); !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", name, err, tc.want)
+		}
+	}
+	rt := routing.New(uuid.UUID{9}, 1, t0, routing.Config{Signer: s})
+	if v, err := rt.ApplyState(t0, other); v != routing.Rejected || !errors.Is(err, routing.ErrForged) {
+		t.Fatalf("routing took another UUID's record: %v %v", v, err)
+	}
+}
