@@ -148,6 +148,7 @@ func (n *Node) acceptAuth(ctx context.Context, e transport.Edge, m message.Messa
 		for f == nil {
 			b, err := e.Receive(ctx)
 			if err != nil {
+				n.receiveFailed(err)
 				return m, h, fmt.Errorf("%w: %w", ErrHandshake, err)
 			}
 			switch message.PeekType(b) {

@@ -399,6 +399,7 @@ func (n *Node) reader(l *link) {
 	for {
 		f, err := l.edge.Receive(n.ctx)
 		if err != nil {
+			n.receiveFailed(err)
 			select {
 			case n.inbox <- inFrame{link: l.id, err: err}:
 			case <-n.quit:
@@ -522,8 +523,16 @@ func (n *Node) acceptLoop(t transport.Transport) {
 			}
 			return
 		}
+		src := source(e.RemoteAddr())
+		if !n.gate.enter(src) {
+			n.refuseEdge(e)
+			continue
+		}
 		n.wg.Add(1)
-		go n.acceptHandshake(e)
+		go func() {
+			defer n.gate.leave(src)
+			n.acceptHandshake(e)
+		}()
 	}
 }
 
@@ -534,7 +543,7 @@ func (n *Node) acceptHandshake(e transport.Edge) {
 	defer n.wg.Done()
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.core.Handshake)
 	defer cancel()
-	m, hello, err := n.readHello(ctx, e)
+	m, hello, err := n.readHello(ctx, e, helloWait(n.cfg.core.Handshake))
 	if err == nil {
 		m, hello, err = n.admitAuth(ctx, e, m, hello)
 	}
@@ -571,10 +580,15 @@ func (n *Node) control(typ message.Type, body []byte) []byte {
 	return core.HandshakeFrame(n.id, n.epoch, n.cfg.core.HopLimit, typ, body)
 }
 
-// readHello reads the first frame of an incoming edge, the dialler's hello.
-func (n *Node) readHello(ctx context.Context, e transport.Edge) (message.Message, message.Hello, error) {
+// readHello reads the first frame of an incoming edge, the dialler's hello,
+// waiting at most wait: an edge that says nothing is let go early, so that
+// idle connections cannot hold the handshake slots (see gate).
+func (n *Node) readHello(ctx context.Context, e transport.Edge, wait time.Duration) (message.Message, message.Hello, error) {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
 	f, err := e.Receive(ctx)
 	if err != nil {
+		n.receiveFailed(err)
 		return message.Message{}, message.Hello{}, fmt.Errorf("%w: %w", ErrHandshake, err)
 	}
 	return n.parseHandshake(f, message.TypeHello)
@@ -766,6 +780,7 @@ func (n *Node) readWelcome(ctx context.Context, e transport.Edge, auth *dialAuth
 	for {
 		f, err := e.Receive(ctx)
 		if err != nil {
+			n.receiveFailed(err)
 			return message.Message{}, message.Hello{}, nil, fmt.Errorf("%w: %w", ErrHandshake, err)
 		}
 		typ := message.PeekType(f)

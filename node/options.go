@@ -24,6 +24,9 @@ type config struct {
 	eventBuf int
 	core     core.Config // the protocol's parameters: core.Defaults explains them
 	creds    core.Credentials
+	// maxHandshakes and maxPerSource bound the incoming handshakes under
+	// way (WithHandshakeLimits).
+	maxHandshakes, maxPerSource int
 }
 
 func defaults() config {
@@ -32,6 +35,9 @@ func defaults() config {
 		inbound:  1024,
 		eventBuf: 1024,
 		core:     core.Defaults(),
+
+		maxHandshakes: DefaultMaxHandshakes,
+		maxPerSource:  DefaultMaxHandshakesPerSource,
 	}
 }
 

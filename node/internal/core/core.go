@@ -124,6 +124,7 @@ type Stats struct {
 	Failed                     uint64
 	NeighborsUp, NeighborsDown uint64
 	TopologyFrames             uint64
+	RateLimited                uint64
 }
 
 // EventKind says what an Event reports; node.EventKind has the same values.

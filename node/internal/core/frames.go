@@ -85,8 +85,16 @@ func (c *Core) Frame(now time.Time, link LinkID, m message.Message, raw []byte) 
 			c.hostile(p.id, "network_state_request", err)
 			return
 		}
+		if len(req) == 0 && !p.bulk.take(now) {
+			c.stats.RateLimited++
+			return
+		}
 		c.ls.sendStates([]*peer{p}, c.rt.States(req))
 	case message.TypeNetworkStateDigest:
+		if !p.bulk.take(now) {
+			c.stats.RateLimited++
+			return
+		}
 		d, err := message.DecodeDigest(m.Body)
 		if err != nil {
 			c.hostile(p.id, "network_state_digest", err)

@@ -28,6 +28,7 @@ type peer struct {
 	lastRecv time.Time
 	lastSent time.Time
 	silence  time.Duration // how long it may stay silent: see patience
+	bulk     bucket        // digests and full requests it may send (limits.go)
 }
 
 // fifo is a bounded queue of frames that grows only as far as it is used.

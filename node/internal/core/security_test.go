@@ -249,3 +249,29 @@ func TestSignerChecksOwnership(t *testing.T) {
 		t.Fatalf("routing took another UUID's record: %v %v", v, err)
 	}
 }
+
+// A neighbour asking for the whole database over and over (an
+// amplification: a few bytes in, every record out) is answered bulkBurst
+// times at once, then once per bulkEvery; the rest is counted.
+func TestBulkRequestsRateLimited(t *testing.T) {
+	const asks = 100
+	a, b := testCore(1, nil), testCore(2, nil)
+	n := newTestNet(t, a, b)
+	ba := n.join(b, a)
+	n.settle()
+	full := HandshakeFrame(b.ID(), b.Epoch(), 8, message.TypeNetworkStateRequest, message.StateRequest{}.Append(nil))
+	for range asks {
+		n.inject(n.wires[ba], full)
+	}
+	// b's digest when the edge came up took one token.
+	if got := a.Stats().RateLimited; got != asks-bulkBurst+1 {
+		t.Fatalf("%d requests rate-limited, want %d", got, asks-bulkBurst+1)
+	}
+	n.now = n.now.Add(10 * bulkEvery)
+	for range 20 {
+		n.inject(n.wires[ba], full)
+	}
+	if got := a.Stats().RateLimited; got != asks-bulkBurst+1+10 {
+		t.Fatalf("after a second: %d rate-limited, want %d", got, asks-bulkBurst+1+10)
+	}
+}
