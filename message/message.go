@@ -122,9 +122,17 @@ const (
 	// FlagBroadcastStream marks an Ack as acknowledging the source's broadcast
 	// stream rather than its unicast stream.
 	FlagBroadcastStream Flags = 1 << 0
+	// FlagSealed marks a msg, msg_broadcast or ack sent to one node in a
+	// cluster with a secret: the body ends with a TagSize-byte MAC of the
+	// frame by its origin, keyed for the origin and the target
+	// (docs/SECURITY.md, "Authenticated streams").
+	FlagSealed Flags = 1 << 1
 
-	flagsKnown = FlagBroadcastStream
+	flagsKnown = FlagBroadcastStream | FlagSealed
 )
+
+// TagSize is the size of the MAC at the end of a sealed frame's body.
+const TagSize = 16
 
 // AckIndex is the UID index every acknowledgement carries.
 const AckIndex = -1

@@ -564,6 +564,16 @@ func (t *Table) Known(origin uuid.UUID) bool {
 	return ok
 }
 
+// Key returns the identity key of origin's record, if the record is signed
+// (Config.Signer): the key its signature was checked with.
+func (t *Table) Key(origin uuid.UUID) ([message.KeySize]byte, bool) {
+	r := t.records[origin]
+	if r == nil || len(r.st.Sig) == 0 {
+		return [message.KeySize]byte{}, false
+	}
+	return r.st.Key, true
+}
+
 // Hold postpones the expiry of every remote record to now+MaxAge. A node
 // with no neighbours receives no refreshes; it calls Hold so that it keeps the
 // records through which it can find its way back into the mesh.

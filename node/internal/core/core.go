@@ -227,6 +227,7 @@ type Core struct {
 	streams streams
 	ls      linkState
 	members membership
+	sealer  *sealer // end-to-end MACs on data and acks; nil without a secret (e2e.go)
 
 	closed bool
 }
@@ -247,6 +248,9 @@ func New(cfg Config, now time.Time) *Core {
 		log: cfg.Logger,
 		now: now,
 		rt:  routing.New(cfg.ID, cfg.Epoch, now, cfg.Routing),
+	}
+	if cfg.Auth.On() {
+		c.sealer = newSealer(cfg.ID, cfg.Auth.Key)
 	}
 	c.peers.init()
 	c.streams.init(c)

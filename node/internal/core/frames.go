@@ -1,6 +1,7 @@
 package core
 
 import (
+	"errors"
 	"slices"
 	"time"
 
@@ -125,8 +126,21 @@ func (c *Core) onData(p *peer, m message.Message, raw []byte) {
 	switch {
 	case m.Header.Type == message.TypeMsgBroadcast && m.Header.Target == uuid.Nil:
 		c.onFlood(p, m, raw)
+		return
 	case m.Header.Target != c.cfg.ID:
 		c.forward(m, raw)
+		return
+	}
+	if c.sealer != nil {
+		if err := c.sealer.open(c, &m, raw); errors.Is(err, errNoKey) {
+			c.stats.DroppedNoRoute++ // as for data from a node not known yet
+			return
+		} else if err != nil {
+			c.hostile(p.id, "data frame", err)
+			return
+		}
+	}
+	switch {
 	case m.Header.Type == message.TypeAck:
 		c.streams.onAck(p, m)
 	default:

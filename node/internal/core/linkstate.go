@@ -168,6 +168,9 @@ func (ls *linkState) tick() {
 		c.rt.Hold(c.now)
 	}
 	for _, id := range c.rt.Expire(c.now) {
+		if c.sealer != nil {
+			c.sealer.forget(id)
+		}
 		c.streams.forget(id)
 		delete(c.peers.patience, id)
 	}

@@ -147,6 +147,14 @@ func (c *Core) route(dst uuid.UUID, f []byte, ctrl bool) bool {
 		c.stats.DroppedNoRoute++
 		return false
 	}
+	if c.sealer != nil && c.sealed(f) {
+		sf, err := c.sealer.seal(c, dst, f)
+		if err != nil {
+			c.stats.DroppedNoRoute++ // the destination's signed record is not known yet
+			return false
+		}
+		f = sf
+	}
 	return c.enqueue(p, f, ctrl)
 }
 

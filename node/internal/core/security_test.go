@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -37,7 +38,7 @@ type end struct {
 
 // testNet joins cores with edges and carries their writes, in virtual time.
 type testNet struct {
-	t         *testing.T
+	t         testing.TB
 	now       time.Time
 	cores     []*Core
 	wires     map[end]end
@@ -45,7 +46,7 @@ type testNet struct {
 	link      LinkID
 }
 
-func newTestNet(t *testing.T, cores ...*Core) *testNet {
+func newTestNet(t testing.TB, cores ...*Core) *testNet {
 	return &testNet{t: t, now: t0, cores: cores, wires: map[end]end{}, delivered: map[*Core][]Delivery{}}
 }
 
@@ -273,5 +274,82 @@ func TestBulkRequestsRateLimited(t *testing.T) {
 	}
 	if got := a.Stats().RateLimited; got != asks-bulkBurst+1+10 {
 		t.Fatalf("after a second: %d rate-limited, want %d", got, asks-bulkBurst+1+10)
+	}
+}
+
+// TestSpoofedStreamRefused is issue 13's stream spoofing: on the line
+// A – M – B, the member M injects a msg "from A" with a higher stream epoch
+// towards B, and an ack "from B" towards A. Without a secret B delivers the
+// forgery as A's (and A's real stream to B then stalls); with one, data and
+// acks are sealed end to end for their (origin, target) pair, M's frames are
+// refused and counted, and A's messages keep reaching B.
+func TestSpoofedStreamRefused(t *testing.T) {
+	for _, secure := range []bool{false, true} {
+		for _, sealWith := range []string{"unsealed", "sealed with M's own pair key"} {
+			if !secure && sealWith != "unsealed" {
+				continue
+			}
+			t.Run(fmt.Sprintf("secure=%v/%s", secure, sealWith), func(t *testing.T) {
+				mk := func(id byte) *Core { return testCore(id, nil) }
+				if secure {
+					mk = securedCore
+				}
+				a, m, b := mk(1), mk(3), mk(2)
+				n := newTestNet(t, a, m, b)
+				am := n.join(a, m) // A's end of A–M
+				mb := n.join(m, b) // M's end of M–B
+				n.settle()
+				a.Send(n.now, sendReq(1, b.ID(), "first"))
+				n.settle()
+				forge := func(typ message.Type, from, to *Core, index int32, body []byte) []byte {
+					msg := &message.Message{
+						UID:    message.UID{Node: from.ID(), Index: index},
+						Header: message.Header{Type: typ, HopLimit: 8, Target: to.ID(), Epoch: from.Epoch() + 1000},
+						Body:   body,
+					}
+					f := msg.Encode()
+					if sealWith != "unsealed" {
+						sf, err := m.sealer.seal(m, to.ID(), f) // keyed M–B: the only key M has for B
+						if err != nil {
+							t.Fatal(err)
+						}
+						f = sf
+					}
+					return f
+				}
+				hostile := b.Stats().Hostile
+				n.inject(n.wires[mb], forge(message.TypeMsg, a, b, 0, []byte("spoofed")))
+				n.settle()
+				got := n.delivered[b]
+				if !secure {
+					if len(got) < 2 || string(got[len(got)-1].Body) != "spoofed" {
+						t.Fatalf("the spoofing did not work without a secret: the test proves nothing (%+v)", got)
+					}
+					return
+				}
+				if b.Stats().Hostile == hostile {
+					t.Errorf("the forged msg was not counted as hostile")
+				}
+				// An ack "from B" for what A has not sent yet.
+				hostile = a.Stats().Hostile
+				ack := message.Ack{StreamEpoch: a.Epoch(), Cum: 5}
+				n.inject(am, forge(message.TypeAck, b, a, message.AckIndex, ack.Append(nil)))
+				if a.Stats().Hostile == hostile {
+					t.Errorf("the forged ack was not counted as hostile")
+				}
+				a.Send(n.now, sendReq(2, b.ID(), "second"))
+				n.settle()
+				var bodies []string
+				for _, d := range n.delivered[b] {
+					if d.From != a.ID() {
+						t.Fatalf("B got a message from %s", d.From)
+					}
+					bodies = append(bodies, string(d.Body))
+				}
+				if !slices.Equal(bodies, []string{"first", "second"}) {
+					t.Fatalf("B got %q, want first and second", bodies)
+				}
+			})
+		}
 	}
 }

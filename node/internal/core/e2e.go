@@ -1,0 +1,173 @@
+package core
+
+import (
+	"bytes"
+	"crypto/ecdh"
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/sha512"
+	"errors"
+	"fmt"
+	"hash"
+	"math/big"
+
+	"github.com/google/uuid"
+
+	"github.com/distrirender/distrirender/message"
+)
+
+// End-to-end authentication of data and acknowledgements in a cluster with
+// a secret (docs/SECURITY.md, "Authenticated streams"). Every msg, ack and
+// msg_broadcast repair copy that a node originates for one target is sealed:
+// its body ends with a MAC of the frame (all of it but the hop limit) keyed
+// for the pair (origin, target). The pair key comes from X25519 between the
+// two nodes' identity keys, converted from ed25519, and the target reads the
+// origin's key from its signed link-state record. A forwarder holds neither
+// key, so it cannot inject or acknowledge on behalf of another node.
+// Flooded broadcasts (no single target) are not sealed.
+
+// errNoKey: the other end's signed record is not known yet.
+var errNoKey = errors.New("no signed record for the other end")
+
+// sealer keeps the pair keys of this node, one MAC state per other node.
+type sealer struct {
+	self  uuid.UUID
+	priv  *ecdh.PrivateKey
+	pairs map[uuid.UUID]hash.Hash // HMAC-SHA256 keyed with the pair key; bounded by the known records (forget)
+	sum   [sha256.Size]byte       // scratch
+}
+
+func newSealer(self uuid.UUID, key ed25519.PrivateKey) *sealer {
+	// The X25519 scalar of an ed25519 key is its hashed seed's first half
+	// (RFC 8032 §5.1.5; X25519 clamps it).
+	h := sha512.Sum512(key.Seed())
+	priv, err := ecdh.X25519().NewPrivateKey(h[:32])
+	if err != nil {
+		panic("core: X25519 from an ed25519 key: " + err.Error()) // 32 bytes never fail
+	}
+	return &sealer{self: self, priv: priv, pairs: make(map[uuid.UUID]hash.Hash)}
+}
+
+// p is the field prime of curve25519, 2^255 − 19.
+var p25519 = new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 255), big.NewInt(19))
+
+// montgomery converts an ed25519 public key to its X25519 public key:
+// u = (1 + y) / (1 − y) mod p (RFC 7748 §4.1). It runs once per pair.
+func montgomery(pub []byte) ([]byte, error) {
+	le := bytes.Clone(pub)
+	le[31] &= 0x7f // the sign of x
+	be := make([]byte, 32)
+	for i := range le {
+		be[31-i] = le[i]
+	}
+	y := new(big.Int).SetBytes(be)
+	den := new(big.Int).Sub(big.NewInt(1), y)
+	den.Mod(den, p25519)
+	if den.Sign() == 0 {
+		return nil, errors.New("key at the point y = 1")
+	}
+	u := new(big.Int).Add(big.NewInt(1), y)
+	u.Mul(u, den.ModInverse(den, p25519))
+	u.Mod(u, p25519)
+	out := make([]byte, 32)
+	u.FillBytes(be)
+	for i := range be {
+		out[31-i] = be[i]
+	}
+	return out, nil
+}
+
+// pairKey derives the key of the pair (a, b) from their X25519 shared
+// secret; both ends get the same key.
+func pairKey(shared []byte, a, b uuid.UUID) []byte {
+	if bytes.Compare(a[:], b[:]) > 0 {
+		a, b = b, a
+	}
+	h := sha256.New()
+	h.Write([]byte("distrirender pair key v2"))
+	h.Write(shared)
+	h.Write(a[:])
+	h.Write(b[:])
+	return h.Sum(nil)
+}
+
+// mac returns the MAC state for the pair (self, other), made from other's
+// signed record on first use.
+func (s *sealer) mac(c *Core, other uuid.UUID) (hash.Hash, error) {
+	if h := s.pairs[other]; h != nil {
+		return h, nil
+	}
+	key, ok := c.rt.Key(other)
+	if !ok {
+		return nil, errNoKey
+	}
+	u, err := montgomery(key[:])
+	if err != nil {
+		return nil, err
+	}
+	pub, err := ecdh.X25519().NewPublicKey(u)
+	if err != nil {
+		return nil, err
+	}
+	shared, err := s.priv.ECDH(pub)
+	if err != nil {
+		return nil, err
+	}
+	h := hmac.New(sha256.New, pairKey(shared, s.self, other))
+	s.pairs[other] = h
+	return h, nil
+}
+
+// tag computes a sealed frame's tag with h into s.sum.
+func (s *sealer) tag(h hash.Hash, f []byte) []byte {
+	head, rest := message.TagCovers(f)
+	h.Reset()
+	h.Write(head)
+	h.Write(rest)
+	return h.Sum(s.sum[:0])[:message.TagSize]
+}
+
+// seal returns f, a data frame or ack this node originates for dst, sealed
+// for dst.
+func (s *sealer) seal(c *Core, dst uuid.UUID, f []byte) ([]byte, error) {
+	h, err := s.mac(c, dst)
+	if err != nil {
+		return nil, err
+	}
+	f = message.Seal(f)
+	copy(message.Tag(f), s.tag(h, f))
+	return f, nil
+}
+
+// open checks the tag of m, a frame for this node read as raw, and strips
+// it from m.Body.
+func (s *sealer) open(c *Core, m *message.Message, raw []byte) error {
+	if m.Header.Flags&message.FlagSealed == 0 || len(m.Body) < message.TagSize {
+		return fmt.Errorf("%w: %s not sealed", ErrAuth, m.Header.Type)
+	}
+	h, err := s.mac(c, m.UID.Node)
+	if err != nil {
+		return err
+	}
+	if !hmac.Equal(s.tag(h, raw), message.Tag(raw)) {
+		return fmt.Errorf("%w: %s claiming to come from %s: bad tag", ErrAuth, m.Header.Type, m.UID.Node)
+	}
+	m.Body = m.Body[:len(m.Body)-message.TagSize]
+	return nil
+}
+
+// forget drops the pair key of a node whose record aged out.
+func (s *sealer) forget(id uuid.UUID) { delete(s.pairs, id) }
+
+// sealed reports whether f is a frame this node originates that must be
+// sealed: msg, ack, or msg_broadcast for one target.
+func (c *Core) sealed(f []byte) bool {
+	switch message.PeekType(f) {
+	case message.TypeMsg, message.TypeAck, message.TypeMsgBroadcast:
+	default:
+		return false
+	}
+	uid, h, _, err := message.DecodeHeader(f)
+	return err == nil && uid.Node == c.cfg.ID && h.Target != uuid.Nil
+}
