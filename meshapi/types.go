@@ -77,6 +77,9 @@ type Stats struct {
 	// RateLimited counts digests and whole-database requests dropped over
 	// a neighbour's rate limit.
 	RateLimited uint64 `json:"rate_limited"`
+	// Forged counts the hostile frames not signed or sealed by the node
+	// they claim to come from.
+	Forged uint64 `json:"forged"`
 }
 
 func statsOf(s node.Stats) Stats {
@@ -86,7 +89,7 @@ func statsOf(s node.Stats) Stats {
 		Hostile: s.Hostile, Delivered: s.Delivered, Duplicates: s.Duplicates, Retransmits: s.Retransmits,
 		Failed: s.Failed, EventsDropped: s.EventsDropped, NeighborsUp: s.NeighborsUp, NeighborsDown: s.NeighborsDown,
 		TopologyFrames: s.TopologyFrames, AuthFailures: s.AuthFailures, HandshakesRefused: s.HandshakesRefused,
-		RateLimited: s.RateLimited,
+		RateLimited: s.RateLimited, Forged: s.Forged,
 	}
 }
 

@@ -176,6 +176,10 @@ type Stats struct {
 	// because a neighbour sent more than 32 at once or 10 a second after
 	// that: each makes this node send much of its database.
 	RateLimited uint64
+	// Forged counts the frames among Hostile that were not signed or
+	// sealed by the node they claim to come from: link state, data or
+	// acks (a cluster with a secret only).
+	Forged uint64
 }
 
 // Node is one member of the mesh: a driver around the protocol core
@@ -353,7 +357,7 @@ func (n *Node) Stats() Stats {
 		Retransmits: c.Retransmits, Failed: c.Failed, EventsDropped: n.dropped.Load(),
 		NeighborsUp: c.NeighborsUp, NeighborsDown: c.NeighborsDown, TopologyFrames: c.TopologyFrames,
 		AuthFailures: n.authFailures.Load(), HandshakesRefused: n.refused.Load(),
-		RateLimited: c.RateLimited,
+		RateLimited: c.RateLimited, Forged: c.Forged,
 	}
 }
 

@@ -125,6 +125,7 @@ type Stats struct {
 	NeighborsUp, NeighborsDown uint64
 	TopologyFrames             uint64
 	RateLimited                uint64
+	Forged                     uint64
 }
 
 // EventKind says what an Event reports; node.EventKind has the same values.
@@ -336,6 +337,9 @@ func (c *Core) emit(e Event) { c.out.Events = append(c.out.Events, e) }
 // powers of two so that a flood of garbage cannot flood the log.
 func (c *Core) hostile(from uuid.UUID, what string, err error) {
 	c.stats.Hostile++
+	if errors.Is(err, routing.ErrForged) || errors.Is(err, ErrAuth) {
+		c.stats.Forged++
+	}
 	if n := c.stats.Hostile; n&(n-1) == 0 {
 		c.log.Warn("hostile input", "from", from, "what", what, "err", err, "total", n)
 	}

@@ -204,8 +204,8 @@ func TestForgedLinkStateRefused(t *testing.T) {
 				if !ok || hop != b.ID() {
 					t.Fatalf("A's next hop to B is %v, %v: the forgery was applied", hop, ok)
 				}
-				if a.Stats().Hostile == hostile {
-					t.Errorf("the forgery was not counted as hostile")
+				if a.Stats().Hostile == hostile || a.Stats().Forged == 0 {
+					t.Errorf("the forgery was not counted as hostile and forged")
 				}
 				a.Send(n.now, sendReq(1, b.ID(), "still B's"))
 				n.settle()
@@ -327,8 +327,8 @@ func TestSpoofedStreamRefused(t *testing.T) {
 					}
 					return
 				}
-				if b.Stats().Hostile == hostile {
-					t.Errorf("the forged msg was not counted as hostile")
+				if b.Stats().Hostile == hostile || b.Stats().Forged == 0 {
+					t.Errorf("the forged msg was not counted as hostile and forged")
 				}
 				// An ack "from B" for what A has not sent yet.
 				hostile = a.Stats().Hostile
