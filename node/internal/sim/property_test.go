@@ -48,8 +48,15 @@ func envInt(t *testing.T, name string, def int) int {
 // subtest named by its seed; a failing one prints the command that replays
 // it alone (MESH_SEED=<seed> SIM_SEEDS=1).
 func TestSimProperty(t *testing.T) {
+	seeds(t, 20, func(t *testing.T, seed uint64) { propertyRun(t, seed, nil) })
+}
+
+// seeds runs run on SIM_SEEDS consecutive seeds (default runs) from the
+// test's seed, each as a subtest named by its seed, within SIM_BUDGET
+// seconds of wall time (default 60).
+func seeds(t *testing.T, runs int, run func(t *testing.T, seed uint64)) {
 	base := testutil.Seed(t)
-	runs := envInt(t, "SIM_SEEDS", 20)
+	runs = envInt(t, "SIM_SEEDS", runs)
 	budget := time.Duration(envInt(t, "SIM_BUDGET", 60)) * time.Second
 	start := time.Now()
 	for i := range runs {
@@ -58,7 +65,7 @@ func TestSimProperty(t *testing.T) {
 			break
 		}
 		seed := base + uint64(i)
-		t.Run(fmt.Sprint(seed), func(t *testing.T) { propertyRun(t, seed, nil) })
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { run(t, seed) })
 	}
 }
 
@@ -67,18 +74,8 @@ func TestSimProperty(t *testing.T) {
 // restarts included, and no member takes another's frames for forgeries. SIM_SEEDS and
 // SIM_BUDGET as there (default 5 runs).
 func TestSimPropertySecure(t *testing.T) {
-	base := testutil.Seed(t)
-	runs := envInt(t, "SIM_SEEDS", 5)
-	budget := time.Duration(envInt(t, "SIM_BUDGET", 60)) * time.Second
-	start := time.Now()
-	for i := range runs {
-		if time.Since(start) > budget {
-			t.Logf("stopped after %d runs: SIM_BUDGET of %v spent", i, budget)
-			break
-		}
-		seed := base + uint64(i)
-		t.Run(fmt.Sprint(seed), func(t *testing.T) { propertyRun(t, seed, []byte("a cluster secret for the sim....")) })
-	}
+	secret := []byte("a cluster secret for the sim....")
+	seeds(t, 5, func(t *testing.T, seed uint64) { propertyRun(t, seed, secret) })
 }
 
 func propertyRun(t *testing.T, seed uint64, secret []byte) {
