@@ -2,6 +2,7 @@ package core
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ecdh"
 	"crypto/ed25519"
 	"crypto/hmac"
@@ -25,7 +26,9 @@ import (
 // two nodes' identity keys, converted from ed25519, and the target reads the
 // origin's key from its signed link-state record. A forwarder holds neither
 // key, so it cannot inject or acknowledge on behalf of another node.
-// Flooded broadcasts (no single target) are not sealed.
+// Flooded broadcasts (no single target) are signed instead: the body ends
+// with the origin's ed25519ph signature of the frame (hop limit aside),
+// which every node checks before it delivers or floods the copy on.
 
 // errNoKey: the other end's signed record is not known yet.
 var errNoKey = errors.New("no signed record for the other end")
@@ -33,9 +36,73 @@ var errNoKey = errors.New("no signed record for the other end")
 // sealer keeps the pair keys of this node, one MAC state per other node.
 type sealer struct {
 	self  uuid.UUID
+	key   ed25519.PrivateKey
 	priv  *ecdh.PrivateKey
 	pairs map[uuid.UUID]hash.Hash // HMAC-SHA256 keyed with the pair key; bounded by the known records (forget)
 	sum   [sha256.Size]byte       // scratch
+
+	// seen remembers the digests of flooded broadcasts whose signature
+	// checked, with the signature: a flood arrives once per neighbour, and
+	// only the first copy pays for the check. order bounds it (FIFO).
+	seen  map[[sha512.Size]byte][message.SigSize]byte
+	order [][sha512.Size]byte
+}
+
+// maxSeen bounds the checked flood digests remembered.
+const maxSeen = 1024
+
+// floodOptions sign broadcasts: Ed25519ph, so that the frame is hashed in
+// two runs without a copy, with a context of its own.
+var floodOptions = &ed25519.Options{Hash: crypto.SHA512, Context: "distrirender broadcast v2"}
+
+// floodDigest hashes what a flooded broadcast's signature covers.
+func floodDigest(f []byte) [sha512.Size]byte {
+	head, rest := message.TagCovers(f, message.SigSize)
+	h := sha512.New()
+	h.Write(head)
+	h.Write(rest)
+	var d [sha512.Size]byte
+	h.Sum(d[:0])
+	return d
+}
+
+// signFlood returns f, a broadcast this node floods, signed.
+func (s *sealer) signFlood(f []byte) []byte {
+	f = message.Seal(f, message.SigSize)
+	d := floodDigest(f)
+	sig, err := s.key.Sign(nil, d[:], floodOptions)
+	if err != nil {
+		panic("core: signing a broadcast: " + err.Error()) // only for bad options
+	}
+	copy(message.Tag(f, message.SigSize), sig)
+	return f
+}
+
+// openFlood checks the signature of m, a flooded broadcast read as raw, and
+// strips it from m.Body (raw keeps it, to be flooded on).
+func (s *sealer) openFlood(c *Core, m *message.Message, raw []byte) error {
+	if m.Header.Flags&message.FlagSealed == 0 || len(m.Body) < message.SigSize {
+		return fmt.Errorf("%w: broadcast not signed", ErrAuth)
+	}
+	d := floodDigest(raw)
+	sig := [message.SigSize]byte(message.Tag(raw, message.SigSize))
+	if known, ok := s.seen[d]; !ok || known != sig {
+		key, ok := c.rt.Key(m.UID.Node)
+		if !ok {
+			return errNoKey
+		}
+		if ed25519.VerifyWithOptions(key[:], d[:], sig[:], floodOptions) != nil {
+			return fmt.Errorf("%w: broadcast claiming to come from %s: bad signature", ErrAuth, m.UID.Node)
+		}
+		if len(s.order) >= maxSeen {
+			delete(s.seen, s.order[0])
+			s.order = s.order[1:]
+		}
+		s.seen[d] = sig
+		s.order = append(s.order, d)
+	}
+	m.Body = m.Body[:len(m.Body)-message.SigSize]
+	return nil
 }
 
 func newSealer(self uuid.UUID, key ed25519.PrivateKey) *sealer {
@@ -46,7 +113,7 @@ func newSealer(self uuid.UUID, key ed25519.PrivateKey) *sealer {
 	if err != nil {
 		panic("core: X25519 from an ed25519 key: " + err.Error()) // 32 bytes never fail
 	}
-	return &sealer{self: self, priv: priv, pairs: make(map[uuid.UUID]hash.Hash)}
+	return &sealer{self: self, key: key, priv: priv, pairs: make(map[uuid.UUID]hash.Hash), seen: make(map[[sha512.Size]byte][message.SigSize]byte)}
 }
 
 // p is the field prime of curve25519, 2^255 − 19.
@@ -121,7 +188,7 @@ func (s *sealer) mac(c *Core, other uuid.UUID) (hash.Hash, error) {
 
 // tag computes a sealed frame's tag with h into s.sum.
 func (s *sealer) tag(h hash.Hash, f []byte) []byte {
-	head, rest := message.TagCovers(f)
+	head, rest := message.TagCovers(f, message.TagSize)
 	h.Reset()
 	h.Write(head)
 	h.Write(rest)
@@ -135,8 +202,8 @@ func (s *sealer) seal(c *Core, dst uuid.UUID, f []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	f = message.Seal(f)
-	copy(message.Tag(f), s.tag(h, f))
+	f = message.Seal(f, message.TagSize)
+	copy(message.Tag(f, message.TagSize), s.tag(h, f))
 	return f, nil
 }
 
@@ -150,7 +217,7 @@ func (s *sealer) open(c *Core, m *message.Message, raw []byte) error {
 	if err != nil {
 		return err
 	}
-	if !hmac.Equal(s.tag(h, raw), message.Tag(raw)) {
+	if !hmac.Equal(s.tag(h, raw), message.Tag(raw, message.TagSize)) {
 		return fmt.Errorf("%w: %s claiming to come from %s: bad tag", ErrAuth, m.Header.Type, m.UID.Node)
 	}
 	m.Body = m.Body[:len(m.Body)-message.TagSize]
@@ -161,13 +228,14 @@ func (s *sealer) open(c *Core, m *message.Message, raw []byte) error {
 func (s *sealer) forget(id uuid.UUID) { delete(s.pairs, id) }
 
 // sealed reports whether f is a frame this node originates that must be
-// sealed: msg, ack, or msg_broadcast for one target.
-func (c *Core) sealed(f []byte) bool {
+// sealed (msg, ack, or msg_broadcast for one target) or, with flood,
+// signed (a flooded msg_broadcast).
+func (c *Core) sealed(f []byte, flood bool) bool {
 	switch message.PeekType(f) {
 	case message.TypeMsg, message.TypeAck, message.TypeMsgBroadcast:
 	default:
 		return false
 	}
 	uid, h, _, err := message.DecodeHeader(f)
-	return err == nil && uid.Node == c.cfg.ID && h.Target != uuid.Nil
+	return err == nil && uid.Node == c.cfg.ID && (h.Target == uuid.Nil) == flood
 }

@@ -163,6 +163,14 @@ func (c *Core) onFlood(from *peer, m message.Message, raw []byte) {
 	if !c.rt.Known(m.UID.Node) {
 		return // we could not acknowledge it; the origin repairs later
 	}
+	if c.sealer != nil {
+		if err := c.sealer.openFlood(c, &m, raw); errors.Is(err, errNoKey) {
+			return // as for an unknown origin
+		} else if err != nil {
+			c.hostile(from.id, "broadcast", err)
+			return
+		}
+	}
 	// The frame is shared with the writers that re-flood it, so the
 	// application gets its own copy of the body.
 	if c.streams.onData(from, m, true, slices.Clone(m.Body)) != reliability.Accepted {

@@ -147,7 +147,7 @@ func (c *Core) route(dst uuid.UUID, f []byte, ctrl bool) bool {
 		c.stats.DroppedNoRoute++
 		return false
 	}
-	if c.sealer != nil && c.sealed(f) {
+	if c.sealer != nil && c.sealed(f, false) {
 		sf, err := c.sealer.seal(c, dst, f)
 		if err != nil {
 			c.stats.DroppedNoRoute++ // the destination's signed record is not known yet
@@ -160,6 +160,9 @@ func (c *Core) route(dst uuid.UUID, f []byte, ctrl bool) bool {
 
 // flood queues f for every neighbour but except.
 func (c *Core) flood(except *peer, f []byte, ctrl bool) int {
+	if c.sealer != nil && except == nil && c.sealed(f, true) {
+		f = c.sealer.signFlood(f)
+	}
 	n := 0
 	for _, p := range c.peers.list {
 		if p != except && c.enqueue(p, f, ctrl) {

@@ -353,3 +353,58 @@ func TestSpoofedStreamRefused(t *testing.T) {
 		}
 	}
 }
+
+// A flooded broadcast "from A" injected by the member M on the line
+// A – M – B is delivered as A's without a secret; with one, floods are
+// signed by their origin, the forgery (unsigned, or signed with M's key) is
+// refused and counted, and A's own broadcasts still reach B.
+func TestSpoofedBroadcastRefused(t *testing.T) {
+	for _, secure := range []bool{false, true} {
+		for _, signer := range []string{"unsigned", "signed by M"} {
+			if !secure && signer != "unsigned" {
+				continue
+			}
+			t.Run(fmt.Sprintf("secure=%v/%s", secure, signer), func(t *testing.T) {
+				mk := func(id byte) *Core { return testCore(id, nil) }
+				if secure {
+					mk = securedCore
+				}
+				a, m, b := mk(1), mk(3), mk(2)
+				n := newTestNet(t, a, m, b)
+				n.join(a, m)
+				mb := n.join(m, b)
+				n.settle()
+				bcast := func(body string) *SendRequest {
+					r := sendReq(1, uuid.Nil, body)
+					r.Dsts, r.Bcast = nil, true
+					return r
+				}
+				a.Send(n.now, bcast("from A"))
+				n.settle()
+				f := (&message.Message{
+					UID:    message.UID{Node: a.ID(), Index: 1},
+					Header: message.Header{Type: message.TypeMsgBroadcast, HopLimit: 8, Epoch: a.Epoch(), Ref: 1},
+					Body:   []byte("spoofed"),
+				}).Encode()
+				if signer != "unsigned" {
+					f = m.sealer.signFlood(f) // signs with M's key
+				}
+				n.inject(n.wires[mb], f)
+				n.settle()
+				var bodies []string
+				for _, d := range n.delivered[b] {
+					bodies = append(bodies, string(d.Body))
+				}
+				if !secure {
+					if !slices.Contains(bodies, "spoofed") {
+						t.Fatalf("the spoofing did not work without a secret: the test proves nothing (%q)", bodies)
+					}
+					return
+				}
+				if !slices.Equal(bodies, []string{"from A"}) || b.Stats().Forged == 0 {
+					t.Fatalf("B got %q, %d forged", bodies, b.Stats().Forged)
+				}
+			})
+		}
+	}
+}
