@@ -439,6 +439,7 @@ func (t *Table) ghost(now time.Time, epoch, seq uint64) (Verdict, error) {
 	// Skip past the ghost: even a new_edge originated before the next Refresh
 	// is then a Gap (and not applied on top of the ghost) everywhere.
 	l.Seq = seq + 1
+	t.sign() // the record may be sent (digest answers) before the refresh
 	if !t.forced {
 		t.forced, t.forcedAt = true, now
 	}
