@@ -27,8 +27,9 @@ const (
 )
 
 // WithHandshakeLimits sets how many incoming handshakes may be under way at
-// once, in all (default 128) and from one source host (default 8). An edge
-// beyond either is closed at once, counted in Stats.HandshakesRefused.
+// once, in all (default 128) and from one source host (default 8; loopback
+// addresses are not limited per source). An edge beyond either is closed at
+// once, counted in Stats.HandshakesRefused.
 func WithHandshakeLimits(total, perSource int) Option {
 	return func(c *config) error {
 		if total < 1 || perSource < 1 || perSource > total {
@@ -40,10 +41,12 @@ func WithHandshakeLimits(total, perSource int) Option {
 }
 
 // helloWait is how long an incoming edge may stay silent before its hello:
-// a fifth of the handshake timeout (1 s by default). A dialler says hello
-// at once and again after 100, 200 and 400 ms, so on a link that loses
-// frames some copy arrives well within it.
-func helloWait(handshake time.Duration) time.Duration { return handshake / 5 }
+// half the handshake timeout (2.5 s by default). A dialler says hello as
+// soon as its loop answers (which takes a while on a loaded node: a fifth
+// of the timeout slowed the 50-node join test under -race) and again after
+// 100, 200, 400 ms..., so on a link that loses frames some copy arrives
+// well within it.
+func helloWait(handshake time.Duration) time.Duration { return handshake / 2 }
 
 // gate counts the incoming handshakes under way, in all and per source.
 type gate struct {
@@ -58,19 +61,26 @@ func newGate(max, each int) *gate {
 }
 
 // source is the host part of a remote address, or the whole address for a
-// transport whose addresses have no port.
+// transport whose addresses have no port. Loopback addresses are no
+// source: many nodes of one machine (tests, demos) dial from there, and no
+// host on the network can send from them.
 func source(addr string) string {
-	if host, _, err := net.SplitHostPort(addr); err == nil {
-		return host
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
 	}
-	return addr
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return ""
+	}
+	return host
 }
 
-// enter reserves a place for a handshake from src, or reports false.
+// enter reserves a place for a handshake from src ("": only the total
+// applies), or reports false.
 func (g *gate) enter(src string) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.total >= g.max || g.bySource[src] >= g.each {
+	if g.total >= g.max || src != "" && g.bySource[src] >= g.each {
 		return false
 	}
 	g.total++
