@@ -18,6 +18,7 @@ import (
 	"github.com/distrirender/distrirender/internal/testutil"
 	"github.com/distrirender/distrirender/message"
 	"github.com/distrirender/distrirender/node"
+	"github.com/distrirender/distrirender/node/internal/core"
 	"github.com/distrirender/distrirender/transport/memory"
 )
 
@@ -266,5 +267,73 @@ func TestSecuredMeshDelivers(t *testing.T) {
 		if h := m.Node(i).Stats().Hostile; h != 0 {
 			t.Errorf("seed %d: node %d counted %d hostile frames among members", seed, i, h)
 		}
+	}
+}
+
+// A member holding the secret and its own key cannot claim another
+// member's UUID in the handshake: the UUID is not its key's, and the
+// acceptor refuses it (counted) while the real owner stays connected.
+func TestMemberCannotClaimAnotherUUID(t *testing.T) {
+	seed := meshtest.Seed(t)
+	m := newMesh(t, 0, seed)
+	rng := rand.New(rand.NewPCG(seed, 6))
+	a := m.Add(secured(rng, secretOld)...)
+	victim := m.Add(secured(rng, secretOld)...)
+	m.Link(victim, a)
+	tr, err := m.net.Listen("impostor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	edge, err := tr.Dial(ctx, m.Addr(a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := core.Credentials{Secrets: [][]byte{secretOld}, Key: keyFrom(rng)}
+	ev := &evil{id: m.Node(victim).ID(), epoch: m.Node(victim).Epoch() + 1, edge: edge}
+	mine := &message.Auth{Nonce: [message.NonceSize]byte{7}, Key: creds.Public()}
+	ev.send(t, ev.frame(message.TypeHello, 0, uuid.Nil, 0, message.Hello{Auth: mine}.Append(nil)))
+	f, err := edge.Receive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm, err := message.Decode(f, 0)
+	if err != nil || cm.Header.Type != message.TypeChallenge {
+		t.Fatalf("got %v, %v; want a challenge", cm.Header.Type, err)
+	}
+	theirs, err := message.DecodeAuth(cm.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr2 := core.Transcript{Dialer: ev.id, DialerEpoch: ev.epoch, DialerAuth: mine,
+		Acceptor: cm.UID.Node, AcceptorEpoch: cm.Header.Epoch, AcceptorAuth: theirs}
+	if _, err := creds.CheckChallenge(&tr2); err != nil {
+		t.Fatalf("the member could not check a real challenge: %v", err)
+	}
+	creds.Prove(&tr2, mine, 0)
+	ev.send(t, ev.frame(message.TypeHello, 0, uuid.Nil, 0, message.Hello{Auth: mine}.Append(nil)))
+	for {
+		f, err := edge.Receive(ctx)
+		if err != nil {
+			t.Fatalf("no answer to the impostor: %v", err)
+		}
+		got, err := message.Decode(f, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Header.Type == message.TypeChallenge {
+			continue // a copy
+		}
+		r, _ := message.DecodeReject(got.Body)
+		if got.Header.Type != message.TypeReject || r.Reason != message.RejectAuth {
+			t.Fatalf("the impostor got %s %+v", got.Header.Type, r)
+		}
+		break
+	}
+	meshtest.WaitFor(t, 5*time.Second, "the refusal counted", func() bool { return m.Node(a).Stats().AuthFailures == 1 })
+	if nb := m.Node(a).Neighbors(); len(nb) != 1 || nb[0] != m.Node(victim).ID() {
+		t.Fatalf("a's neighbours: %v", nb)
 	}
 }
