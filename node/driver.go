@@ -718,8 +718,11 @@ func (n *Node) dialHandshake(ctx context.Context, e transport.Edge, addr string)
 		return fmt.Errorf("%w: %w", ErrHandshake, err)
 	}
 	// Say hello again while no answer comes: on a link that loses frames
-	// the hello or the welcome may be gone.
+	// the hello or the welcome may be gone. This goroutine is the edge's
+	// only sender until the handshake ends (the Edge contract): a kick
+	// makes it send the current hello at once (the proof, once challenged).
 	stop := make(chan struct{})
+	kick := make(chan struct{}, 1)
 	var again sync.WaitGroup
 	again.Add(1)
 	go func() {
@@ -729,24 +732,29 @@ func (n *Node) dialHandshake(ctx context.Context, e transport.Edge, addr string)
 			next := core.HelloAgainAfter(k)
 			t := time.NewTimer(next - prev)
 			prev = next
-			select {
-			case <-t.C:
+			for fired := false; !fired; {
+				select {
+				case <-t.C:
+					fired = true
+				case <-kick:
+				case <-stop:
+					t.Stop()
+					return
+				case <-ctx.Done():
+					t.Stop()
+					return
+				}
 				_ = e.Send(ctx, *current.Load())
-			case <-stop:
-				t.Stop()
-				return
-			case <-ctx.Done():
-				t.Stop()
-				return
 			}
 		}
 	}()
-	m, welcome, early, err := n.readWelcome(ctx, e, auth, &current)
+	m, welcome, early, err := n.readWelcome(ctx, e, auth, &current, kick)
 	close(stop)
 	again.Wait()
 	if err != nil {
 		if isAuth(err) {
 			n.authFailed(addr, err)
+			n.refuseAuth(ctx, e) // harmless if the other side refused first
 		}
 		e.Close()
 		return err
@@ -772,10 +780,10 @@ func (n *Node) dialHandshake(ctx context.Context, e transport.Edge, addr string)
 
 // readWelcome reads the answer to a hello: a welcome, or a reject; with
 // auth, it answers the challenge before (storing the proving hello in
-// current). Frames of the other side that overtook its welcome (it sends
+// current, and kicking the goroutine that sends it). Frames of the other side that overtook its welcome (it sends
 // them as soon as it has accepted) are kept, up to core.MaxEarlyFrames,
 // for the core.
-func (n *Node) readWelcome(ctx context.Context, e transport.Edge, auth *dialAuth, current *atomic.Pointer[[]byte]) (message.Message, message.Hello, []inFrame, error) {
+func (n *Node) readWelcome(ctx context.Context, e transport.Edge, auth *dialAuth, current *atomic.Pointer[[]byte], kick chan<- struct{}) (message.Message, message.Hello, []inFrame, error) {
 	var early []inFrame
 	for {
 		f, err := e.Receive(ctx)
@@ -788,11 +796,13 @@ func (n *Node) readWelcome(ctx context.Context, e transport.Edge, auth *dialAuth
 			proof, err := auth.onChallenge(f)
 			switch {
 			case err != nil:
-				n.refuseAuth(ctx, e)
 				return message.Message{}, message.Hello{}, nil, err
 			case proof != nil:
 				current.Store(&proof)
-				_ = e.Send(ctx, proof)
+				select {
+				case kick <- struct{}{}:
+				default: // a kick is pending already
+				}
 			}
 			continue
 		}
