@@ -122,17 +122,22 @@ const (
 	// FlagBroadcastStream marks an Ack as acknowledging the source's broadcast
 	// stream rather than its unicast stream.
 	FlagBroadcastStream Flags = 1 << 0
-	// FlagSealed marks a msg, msg_broadcast or ack sent to one node in a
-	// cluster with a secret: the body ends with a TagSize-byte MAC of the
-	// frame by its origin, keyed for the origin and the target
-	// (docs/SECURITY.md, "Authenticated streams").
+	// FlagSealed marks, in a cluster with a secret, a msg, msg_broadcast or
+	// ack sent to one node, whose body is then a nonce counter (8 bytes)
+	// and the AEAD-sealed application body (TagSize bytes longer), or a
+	// flooded msg_broadcast, whose body then ends with its origin's
+	// SigSize-byte signature (docs/SECURITY.md).
 	FlagSealed Flags = 1 << 1
 
 	flagsKnown = FlagBroadcastStream | FlagSealed
 )
 
-// TagSize is the size of the MAC at the end of a sealed frame's body.
+// TagSize is the size of the AEAD tag at the end of a sealed frame's body.
 const TagSize = 16
+
+// SealOverhead is what sealing adds to a body sent to one node: the nonce
+// counter and the tag.
+const SealOverhead = 8 + TagSize
 
 // AckIndex is the UID index every acknowledgement carries.
 const AckIndex = -1

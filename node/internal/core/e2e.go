@@ -3,14 +3,15 @@ package core
 import (
 	"bytes"
 	"crypto"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/ecdh"
 	"crypto/ed25519"
-	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/sha512"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
 	"math/big"
 
 	"github.com/google/uuid"
@@ -18,28 +19,41 @@ import (
 	"github.com/distrirender/distrirender/message"
 )
 
-// End-to-end authentication of data and acknowledgements in a cluster with
-// a secret (docs/SECURITY.md, "Authenticated streams"). Every msg, ack and
-// msg_broadcast repair copy that a node originates for one target is sealed:
-// its body ends with a MAC of the frame (all of it but the hop limit) keyed
-// for the pair (origin, target). The pair key comes from X25519 between the
-// two nodes' identity keys, converted from ed25519, and the target reads the
-// origin's key from its signed link-state record. A forwarder holds neither
-// key, so it cannot inject or acknowledge on behalf of another node.
+// End-to-end protection of data and acknowledgements in a cluster with a
+// secret (docs/SECURITY.md, "Streams"). Every msg, ack and msg_broadcast
+// repair copy that a node originates for one target is sealed: its body is
+// encrypted with AES-256-GCM, the header (but the hop limit) authenticated
+// with it, under a key of the pair (origin, target) and of the direction and
+// the origin's life. The pair key comes from X25519 between the two nodes'
+// identity keys, converted from ed25519, and the target reads the origin's
+// key from its signed link-state record. A forwarder holds neither key, so
+// it can neither read nor inject nor acknowledge on behalf of another node.
 // Flooded broadcasts (no single target) are signed instead: the body ends
 // with the origin's ed25519ph signature of the frame (hop limit aside),
 // which every node checks before it delivers or floods the copy on.
 
+// peerKeys is what a node keeps for one other node: their pair key and the
+// AEADs of both directions, each for the sender's current life.
+type peerKeys struct {
+	key      []byte
+	out      cipher.AEAD // this node → the other, for outEpoch
+	outEpoch uint64
+	next     uint64      // the nonce counter of out: never twice with one key
+	in       cipher.AEAD // the other → this node, for inEpoch
+	inEpoch  uint64
+}
+
 // errNoKey: the other end's signed record is not known yet.
 var errNoKey = errors.New("no signed record for the other end")
 
-// sealer keeps the pair keys of this node, one MAC state per other node.
+// sealer keeps the pair keys of this node.
 type sealer struct {
-	self  uuid.UUID
-	key   ed25519.PrivateKey
-	priv  *ecdh.PrivateKey
-	pairs map[uuid.UUID]hash.Hash // HMAC-SHA256 keyed with the pair key; bounded by the known records (forget)
-	sum   [sha256.Size]byte       // scratch
+	self    uuid.UUID
+	key     ed25519.PrivateKey
+	priv    *ecdh.PrivateKey
+	pairs   map[uuid.UUID]*peerKeys // bounded by the known records (forget)
+	scratch [message.HeaderSize]byte
+	iv      [12]byte // the first 4 bytes stay zero
 
 	// seen remembers the digests of flooded broadcasts whose signature
 	// checked, with the signature: a flood arrives once per neighbour, and
@@ -113,7 +127,7 @@ func newSealer(self uuid.UUID, key ed25519.PrivateKey) *sealer {
 	if err != nil {
 		panic("core: X25519 from an ed25519 key: " + err.Error()) // 32 bytes never fail
 	}
-	return &sealer{self: self, key: key, priv: priv, pairs: make(map[uuid.UUID]hash.Hash), seen: make(map[[sha512.Size]byte][message.SigSize]byte)}
+	return &sealer{self: self, key: key, priv: priv, pairs: make(map[uuid.UUID]*peerKeys), seen: make(map[[sha512.Size]byte][message.SigSize]byte)}
 }
 
 // p is the field prime of curve25519, 2^255 − 19.
@@ -159,11 +173,31 @@ func pairKey(shared []byte, a, b uuid.UUID) []byte {
 	return h.Sum(nil)
 }
 
-// mac returns the MAC state for the pair (self, other), made from other's
-// signed record on first use.
-func (s *sealer) mac(c *Core, other uuid.UUID) (hash.Hash, error) {
-	if h := s.pairs[other]; h != nil {
-		return h, nil
+// aead returns the AEAD of the direction sender → receiver of the pair p
+// in the sender's life epoch (the header's epoch: a restarted sender uses
+// new keys, so its nonce counter may start again at 0).
+func aead(pairKey []byte, sender uuid.UUID, epoch uint64) cipher.AEAD {
+	h := sha256.New()
+	h.Write([]byte("distrirender stream key v2"))
+	h.Write(pairKey)
+	h.Write(sender[:])
+	h.Write(binary.BigEndian.AppendUint64(nil, epoch))
+	block, err := aes.NewCipher(h.Sum(nil))
+	if err != nil {
+		panic("core: AES-256: " + err.Error()) // 32-byte keys never fail
+	}
+	g, err := cipher.NewGCM(block)
+	if err != nil {
+		panic("core: GCM: " + err.Error())
+	}
+	return g
+}
+
+// pairOf returns what this node keeps for other, made from other's signed
+// record on first use.
+func (s *sealer) pairOf(c *Core, other uuid.UUID) (*peerKeys, error) {
+	if p := s.pairs[other]; p != nil {
+		return p, nil
 	}
 	key, ok := c.rt.Key(other)
 	if !ok {
@@ -181,46 +215,66 @@ func (s *sealer) mac(c *Core, other uuid.UUID) (hash.Hash, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := hmac.New(sha256.New, pairKey(shared, s.self, other))
-	s.pairs[other] = h
-	return h, nil
+	p := &peerKeys{key: pairKey(shared, s.self, other)}
+	s.pairs[other] = p
+	return p, nil
 }
 
-// tag computes a sealed frame's tag with h into s.sum.
-func (s *sealer) tag(h hash.Hash, f []byte) []byte {
-	head, rest := message.TagCovers(f, message.TagSize)
-	h.Reset()
-	h.Write(head)
-	h.Write(rest)
-	return h.Sum(s.sum[:0])[:message.TagSize]
+// aad returns what a sealed frame's AEAD authenticates without encrypting:
+// its header but the hop limit (forwarders lower it), in s.scratch.
+func (s *sealer) aad(f []byte) []byte {
+	head, rest := message.TagCovers(f, 0)
+	return append(append(s.scratch[:0], head...), rest[:message.HeaderSize-len(head)-1]...)
+}
+
+// nonce makes the 12-byte GCM nonce of counter n, in s.iv.
+func (s *sealer) nonce(n uint64) []byte {
+	binary.BigEndian.PutUint64(s.iv[4:], n)
+	return s.iv[:]
 }
 
 // seal returns f, a data frame or ack this node originates for dst, sealed
-// for dst.
+// for dst: its body encrypted and authenticated with the header.
 func (s *sealer) seal(c *Core, dst uuid.UUID, f []byte) ([]byte, error) {
-	h, err := s.mac(c, dst)
+	p, err := s.pairOf(c, dst)
 	if err != nil {
 		return nil, err
 	}
-	f = message.Seal(f, message.TagSize)
-	copy(message.Tag(f, message.TagSize), s.tag(h, f))
-	return f, nil
+	_, h, _, err := message.DecodeHeader(f)
+	if err != nil {
+		return nil, err
+	}
+	if p.out == nil || p.outEpoch != h.Epoch {
+		p.out, p.outEpoch = aead(p.key, s.self, h.Epoch), h.Epoch
+	}
+	n := p.next
+	p.next++
+	sf := message.Seal(f, message.SealOverhead)
+	body := sf[message.HeaderSize:]
+	binary.BigEndian.PutUint64(body, n)
+	p.out.Seal(body[8:8], s.nonce(n), f[message.HeaderSize:], s.aad(sf))
+	return sf, nil
 }
 
-// open checks the tag of m, a frame for this node read as raw, and strips
-// it from m.Body.
+// open checks and decrypts m, a frame for this node read as raw, in place:
+// m.Body becomes the plaintext.
 func (s *sealer) open(c *Core, m *message.Message, raw []byte) error {
-	if m.Header.Flags&message.FlagSealed == 0 || len(m.Body) < message.TagSize {
+	if m.Header.Flags&message.FlagSealed == 0 || len(m.Body) < message.SealOverhead {
 		return fmt.Errorf("%w: %s not sealed", ErrAuth, m.Header.Type)
 	}
-	h, err := s.mac(c, m.UID.Node)
+	p, err := s.pairOf(c, m.UID.Node)
 	if err != nil {
 		return err
 	}
-	if !hmac.Equal(s.tag(h, raw), message.Tag(raw, message.TagSize)) {
-		return fmt.Errorf("%w: %s claiming to come from %s: bad tag", ErrAuth, m.Header.Type, m.UID.Node)
+	if p.in == nil || p.inEpoch != m.Header.Epoch {
+		p.in, p.inEpoch = aead(p.key, m.UID.Node, m.Header.Epoch), m.Header.Epoch
 	}
-	m.Body = m.Body[:len(m.Body)-message.TagSize]
+	n := binary.BigEndian.Uint64(m.Body)
+	plain, err := p.in.Open(m.Body[8:8], s.nonce(n), m.Body[8:], s.aad(raw))
+	if err != nil {
+		return fmt.Errorf("%w: %s claiming to come from %s: %w", ErrAuth, m.Header.Type, m.UID.Node, err)
+	}
+	m.Body = plain
 	return nil
 }
 
