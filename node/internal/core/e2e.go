@@ -38,7 +38,6 @@ type peerKeys struct {
 	key      []byte
 	out      cipher.AEAD // this node → the other, for outEpoch
 	outEpoch uint64
-	next     uint64      // the nonce counter of out: never twice with one key
 	in       cipher.AEAD // the other → this node, for inEpoch
 	inEpoch  uint64
 }
@@ -54,6 +53,10 @@ type sealer struct {
 	pairs   map[uuid.UUID]*peerKeys // bounded by the known records (forget)
 	scratch [message.HeaderSize]byte
 	iv      [12]byte // the first 4 bytes stay zero
+	// next is the nonce counter of every frame this node seals, in this
+	// life: one counter for all pairs, so that forgetting a pair (and
+	// making its keys again) never reuses a nonce under a key.
+	next uint64
 
 	// seen remembers the digests of flooded broadcasts whose signature
 	// checked, with the signature: a flood arrives once per neighbour, and
@@ -247,8 +250,8 @@ func (s *sealer) seal(c *Core, dst uuid.UUID, f []byte) ([]byte, error) {
 	if p.out == nil || p.outEpoch != h.Epoch {
 		p.out, p.outEpoch = aead(p.key, s.self, h.Epoch), h.Epoch
 	}
-	n := p.next
-	p.next++
+	n := s.next
+	s.next++
 	sf := message.Seal(f, message.SealOverhead)
 	body := sf[message.HeaderSize:]
 	binary.BigEndian.PutUint64(body, n)

@@ -109,3 +109,21 @@ func BenchmarkSignFlood(b *testing.B) {
 		}
 	}
 }
+
+// A pair forgotten (its record aged out) and made again never seals two
+// frames with one nonce: the counter is the node's, not the pair's.
+func TestNonceNeverRepeats(t *testing.T) {
+	a, b := securedPair(t)
+	f := (&message.Message{
+		UID:    message.UID{Node: a.ID(), Index: 1},
+		Header: message.Header{Type: message.TypeMsg, HopLimit: 9, Target: b.ID(), Epoch: a.Epoch()},
+		Body:   []byte("x"),
+	}).Encode()
+	first, _ := a.sealer.seal(a, b.ID(), f)
+	a.sealer.forget(b.ID())
+	again, _ := a.sealer.seal(a, b.ID(), f)
+	n := func(s []byte) []byte { return s[message.HeaderSize : message.HeaderSize+8] }
+	if bytes.Equal(n(first), n(again)) {
+		t.Fatal("the same nonce twice under one key")
+	}
+}
