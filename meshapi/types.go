@@ -49,7 +49,8 @@ type Stats struct {
 	DroppedNoRoute uint64 `json:"dropped_no_route"`
 	// DroppedHopLimit counts frames dropped at hop limit zero.
 	DroppedHopLimit uint64 `json:"dropped_hop_limit"`
-	// Hostile counts malformed or invalid frames from neighbours.
+	// Hostile counts malformed, invalid, forged or oversized frames from
+	// neighbours.
 	Hostile uint64 `json:"hostile"`
 	// Delivered counts messages handed to the application.
 	Delivered uint64 `json:"delivered"`
@@ -67,6 +68,18 @@ type Stats struct {
 	NeighborsDown uint64 `json:"neighbors_down"`
 	// TopologyFrames counts link-state frames sent.
 	TopologyFrames uint64 `json:"topology_frames"`
+	// AuthFailures counts handshakes refused, on either side, for want
+	// of a proved cluster secret or identity.
+	AuthFailures uint64 `json:"auth_failures"`
+	// HandshakesRefused counts incoming edges closed at once because too
+	// many handshakes were under way.
+	HandshakesRefused uint64 `json:"handshakes_refused"`
+	// RateLimited counts digests and whole-database requests dropped over
+	// a neighbour's rate limit.
+	RateLimited uint64 `json:"rate_limited"`
+	// Forged counts the hostile frames not signed or sealed by the node
+	// they claim to come from.
+	Forged uint64 `json:"forged"`
 }
 
 func statsOf(s node.Stats) Stats {
@@ -75,7 +88,8 @@ func statsOf(s node.Stats) Stats {
 		DroppedForward: s.DroppedForward, DroppedNoRoute: s.DroppedNoRoute, DroppedHopLimit: s.DroppedHopLimit,
 		Hostile: s.Hostile, Delivered: s.Delivered, Duplicates: s.Duplicates, Retransmits: s.Retransmits,
 		Failed: s.Failed, EventsDropped: s.EventsDropped, NeighborsUp: s.NeighborsUp, NeighborsDown: s.NeighborsDown,
-		TopologyFrames: s.TopologyFrames,
+		TopologyFrames: s.TopologyFrames, AuthFailures: s.AuthFailures, HandshakesRefused: s.HandshakesRefused,
+		RateLimited: s.RateLimited, Forged: s.Forged,
 	}
 }
 

@@ -242,3 +242,28 @@ func DecrementHopLimit(frame []byte) bool {
 	frame[offHopLimit]--
 	return true
 }
+
+// Seal returns a copy of an encoded, unsealed frame with FlagSealed set and
+// its body n bytes longer, those last bytes zero: the caller computes the
+// tag (TagSize bytes for a frame with a target, SigSize for a flooded
+// broadcast) over TagCovers of the copy and writes it with
+// copy(Tag(f, n), ...). frame must be a valid frame (it comes from this
+// node's own encoder).
+func Seal(frame []byte, n int) []byte {
+	f := make([]byte, len(frame)+n)
+	copy(f, frame)
+	f[offFlags] |= byte(FlagSealed)
+	binary.BigEndian.PutUint32(f[offBodyLen:], uint32(len(frame)-HeaderSize+n))
+	return f
+}
+
+// TagCovers returns the two runs of a frame sealed with an n-byte tag that
+// the tag covers: everything before the hop limit, and everything after it
+// up to the tag. The hop limit is left out because forwarders lower it.
+// frame must be at least HeaderSize+n bytes.
+func TagCovers(frame []byte, n int) (head, rest []byte) {
+	return frame[:offHopLimit], frame[offHopLimit+1 : len(frame)-n]
+}
+
+// Tag returns the n-byte tag of a sealed frame: its last n bytes.
+func Tag(frame []byte, n int) []byte { return frame[len(frame)-n:] }

@@ -184,7 +184,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"type 0", mutate(valid, setByte(offType, 0)), 0, ErrType, offType},
 		{"type 13", mutate(valid, setByte(offType, byte(typeMax)+1)), 0, ErrType, offType},
 		{"type 255", mutate(valid, setByte(offType, 255)), 0, ErrType, offType},
-		{"flag bit 1", mutate(valid, setByte(offFlags, 2)), 0, ErrMalformed, offFlags},
+		{"flag bit 2", mutate(valid, setByte(offFlags, 4)), 0, ErrMalformed, offFlags},
 		{"flag bit 7", mutate(valid, setByte(offFlags, 0x81)), 0, ErrMalformed, offFlags},
 		{"over maxBody", valid, 63, ErrTooLarge, offBodyLen},
 		{"at maxBody", valid, 64, nil, 0},
@@ -298,7 +298,7 @@ func TestMessageValidate(t *testing.T) {
 	}{
 		{"ok", Message{UID: UID{Index: 0}, Header: Header{Type: TypeMsg}}, nil},
 		{"type", Message{Header: Header{Type: 0}}, ErrType},
-		{"flags", Message{Header: Header{Type: TypeAck, Flags: 2}, UID: UID{Index: -1}}, ErrMalformed},
+		{"flags", Message{Header: Header{Type: TypeAck, Flags: 4}, UID: UID{Index: -1}}, ErrMalformed},
 		{"ack index", Message{Header: Header{Type: TypeAck}}, ErrMalformed},
 		{"msg index", Message{Header: Header{Type: TypeMsg}, UID: UID{Index: -7}}, ErrMalformed},
 		{"size", Message{Header: Header{Type: TypeMsg}, Body: make([]byte, 11)}, ErrTooLarge},
@@ -338,7 +338,7 @@ func TestTypeAndFlags(t *testing.T) {
 	if len(names) != int(typeMax) {
 		t.Fatalf("%d named types, want %d", len(names), typeMax)
 	}
-	if !Flags(0).Valid() || !FlagBroadcastStream.Valid() || Flags(2).Valid() {
+	if !Flags(0).Valid() || !FlagBroadcastStream.Valid() || !FlagSealed.Valid() || Flags(4).Valid() {
 		t.Fatal("Flags.Valid")
 	}
 }

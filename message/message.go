@@ -65,8 +65,12 @@ const (
 	// answers with network_state carrying the records the sender lacks or
 	// holds older (body: Digest). Protocol version 2.
 	TypeNetworkStateDigest Type = 15
+	// TypeChallenge answers a hello that carries an Auth in a cluster with a
+	// secret: the acceptor's nonce, key and proofs (body: Auth). The dialer
+	// proves itself in a second hello; docs/SECURITY.md.
+	TypeChallenge Type = 16
 
-	typeMax = TypeNetworkStateDigest
+	typeMax = TypeChallenge
 )
 
 // String returns the type's protocol name, as in docs/PROTOCOL.md.
@@ -102,6 +106,8 @@ func (t Type) String() string {
 		return "entry_reply"
 	case TypeNetworkStateDigest:
 		return "network_state_digest"
+	case TypeChallenge:
+		return "challenge"
 	}
 	return "unknown"
 }
@@ -116,9 +122,22 @@ const (
 	// FlagBroadcastStream marks an Ack as acknowledging the source's broadcast
 	// stream rather than its unicast stream.
 	FlagBroadcastStream Flags = 1 << 0
+	// FlagSealed marks, in a cluster with a secret, a msg, msg_broadcast or
+	// ack sent to one node, whose body is then a nonce counter (8 bytes)
+	// and the AEAD-sealed application body (TagSize bytes longer), or a
+	// flooded msg_broadcast, whose body then ends with its origin's
+	// SigSize-byte signature (docs/SECURITY.md).
+	FlagSealed Flags = 1 << 1
 
-	flagsKnown = FlagBroadcastStream
+	flagsKnown = FlagBroadcastStream | FlagSealed
 )
+
+// TagSize is the size of the AEAD tag at the end of a sealed frame's body.
+const TagSize = 16
+
+// SealOverhead is what sealing adds to a body sent to one node: the nonce
+// counter and the tag.
+const SealOverhead = 8 + TagSize
 
 // AckIndex is the UID index every acknowledgement carries.
 const AckIndex = -1
@@ -168,6 +187,12 @@ type State struct {
 	// Name is the origin's human name, or empty: at most MaxNameLen bytes
 	// of UTF-8, not unique, for people only (protocol version 2).
 	Name string
+	// Key and Sig sign the record in a cluster with a secret: the origin's
+	// ed25519 public key (whose hash is the origin's UUID) and its
+	// signature of SigningBytes. Sig is nil in an unsigned record, and
+	// Key then zero.
+	Key [KeySize]byte
+	Sig []byte
 }
 
 // StateList is the body of network_state: one or more records.
@@ -200,7 +225,15 @@ type EdgeChange struct {
 	Seq       uint64
 	Peer      uuid.UUID
 	FreeSlots uint16
+	// Sig is, in a cluster with a secret, the origin's signature of its
+	// whole record as it is after the change (State.SigningBytes, with
+	// the origin's key); all zero when unsigned (an array, so that
+	// EdgeChange stays comparable).
+	Sig [SigSize]byte
 }
+
+// Signed reports whether c carries a signature.
+func (c EdgeChange) Signed() bool { return c.Sig != [SigSize]byte{} }
 
 // Ack is the body of an acknowledgement.
 type Ack struct {
@@ -220,7 +253,43 @@ type Hello struct {
 	Addrs []string
 	// FreeSlots is how many more neighbours the sender accepts.
 	FreeSlots uint16
+	// Auth is the dialer's part of the authenticated handshake of a
+	// cluster with a secret; nil in a hello of a node without one (and in
+	// a welcome).
+	Auth *Auth
 }
+
+// Sizes of the fields of an Auth.
+const (
+	// NonceSize is the size of a handshake nonce.
+	NonceSize = 32
+	// KeySize is the size of an ed25519 public key.
+	KeySize = 32
+	// MACSize is the size of an HMAC-SHA256.
+	MACSize = 32
+	// SigSize is the size of an ed25519 signature.
+	SigSize = 64
+	// MaxMACs is the most MACs one Auth carries: one per accepted cluster
+	// secret of its sender.
+	MaxMACs = 8
+)
+
+// Auth is a node's part of the authenticated handshake (docs/SECURITY.md):
+// its fresh nonce and identity key, and once it knows the other side's
+// nonce, its proofs over the transcript: HMACs keyed with cluster secrets
+// and a signature by the identity key.
+type Auth struct {
+	Nonce [NonceSize]byte
+	Key   [KeySize]byte
+	// MACs are HMAC-SHA256 over the transcript, one per secret the sender
+	// proves with; none before the sender knows the transcript.
+	MACs [][MACSize]byte
+	// Sig is the ed25519 signature of the transcript, or nil.
+	Sig []byte
+}
+
+// Proved reports whether a carries proofs (a MAC and a signature).
+func (a *Auth) Proved() bool { return a != nil && len(a.MACs) > 0 && len(a.Sig) == SigSize }
 
 // RejectReason says why an edge was refused.
 type RejectReason uint8
@@ -231,6 +300,7 @@ const (
 	RejectDuplicate RejectReason = 2 // an edge between the two nodes exists already
 	RejectSelf      RejectReason = 3 // the dialer reached itself
 	RejectClosing   RejectReason = 4 // the acceptor is shutting down
+	RejectAuth      RejectReason = 5 // the cluster secret or identity was not proved
 )
 
 // Reject is the body of reject.

@@ -36,10 +36,13 @@ const EdgeChangeSize = 16 + 8 + 8 + 16 + 2
 
 // Smallest encodings, used to bound counts by the bytes present.
 const (
-	// minStateSize is an encoded State with no neighbours, no addresses and
-	// no name: origin, epoch, seq, free slots, neighbour count, address
-	// count, name length.
-	minStateSize = 16 + 8 + 8 + 2 + 2 + 1 + 1
+	// minStateSize is an encoded State with no neighbours, no addresses,
+	// no name and no signature: origin, epoch, seq, free slots, neighbour
+	// count, address count, name length, signature length.
+	minStateSize = 16 + 8 + 8 + 2 + 2 + 1 + 1 + 1
+	// stateSigSize is the signature block of a signed State: key and
+	// signature.
+	stateSigSize = KeySize + SigSize
 	// minAddrSize is an encoded non-empty address: length byte and one byte.
 	minAddrSize = 2
 )
@@ -61,6 +64,17 @@ func appendAddrs(dst []byte, addrs []string) []byte {
 
 // appendState appends one State record.
 func appendState(dst []byte, s *State) []byte {
+	dst = appendUnsigned(dst, s)
+	if len(s.Sig) == 0 {
+		return append(dst, 0)
+	}
+	dst = append(dst, stateSigSize)
+	dst = append(dst, s.Key[:]...)
+	return append(dst, s.Sig...)
+}
+
+// appendUnsigned appends a State's fields, from the origin to the name.
+func appendUnsigned(dst []byte, s *State) []byte {
 	dst = append(dst, s.Origin[:]...)
 	dst = binary.BigEndian.AppendUint64(dst, s.Epoch)
 	dst = binary.BigEndian.AppendUint64(dst, s.Seq)
@@ -74,10 +88,22 @@ func appendState(dst []byte, s *State) []byte {
 	return append(dst, s.Name...)
 }
 
+// signingPrefix separates link-state signatures from every other use of
+// a node's key.
+const signingPrefix = "distrirender link state v2\x00"
+
+// SigningBytes returns what the origin signs: a fixed prefix, the record
+// without its signature block, then its key.
+func (s *State) SigningBytes() []byte {
+	dst := appendUnsigned([]byte(signingPrefix), s)
+	return append(dst, s.Key[:]...)
+}
+
 // Append appends the network_state body: a u16 record count, then each State
 // (origin, epoch u64, seq u64, free slots u16, neighbour count u16, the
 // neighbours' UUIDs, address count u8, each address as u8 length and bytes,
-// then the name as u8 length and bytes).
+// the name as u8 length and bytes, then a u8 signature-block length, 0 or
+// 96, and the block: the origin's key and its signature).
 func (s StateList) Append(dst []byte) []byte {
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(s)))
 	for i := range s {
@@ -109,14 +135,19 @@ func (d Digest) Append(dst []byte) []byte {
 	return dst
 }
 
-// Append appends the new_edge / destroy_edge body: exactly EdgeChangeSize bytes
-// (origin, epoch u64, seq u64, peer, free slots u16).
+// Append appends the new_edge / destroy_edge body: EdgeChangeSize bytes
+// (origin, epoch u64, seq u64, peer, free slots u16), then the signature
+// when signed (SigSize bytes more).
 func (c EdgeChange) Append(dst []byte) []byte {
 	dst = append(dst, c.Origin[:]...)
 	dst = binary.BigEndian.AppendUint64(dst, c.Epoch)
 	dst = binary.BigEndian.AppendUint64(dst, c.Seq)
 	dst = append(dst, c.Peer[:]...)
-	return binary.BigEndian.AppendUint16(dst, c.FreeSlots)
+	dst = binary.BigEndian.AppendUint16(dst, c.FreeSlots)
+	if c.Signed() {
+		dst = append(dst, c.Sig[:]...)
+	}
+	return dst
 }
 
 // Append appends the ack body: stream epoch u64, cumulative index u32, then the
@@ -132,7 +163,25 @@ func (a Ack) Append(dst []byte) []byte {
 // count u8 and each address as u8 length and bytes.
 func (h Hello) Append(dst []byte) []byte {
 	dst = binary.BigEndian.AppendUint16(dst, h.FreeSlots)
-	return appendAddrs(dst, h.Addrs)
+	dst = appendAddrs(dst, h.Addrs)
+	if h.Auth != nil {
+		dst = h.Auth.Append(dst)
+	}
+	return dst
+}
+
+// Append appends an Auth (the challenge body, and the tail of a hello in a
+// cluster with a secret): nonce, key, a u8 MAC count and the MACs, then a
+// u8 signature length (0 or SigSize) and the signature.
+func (a *Auth) Append(dst []byte) []byte {
+	dst = append(dst, a.Nonce[:]...)
+	dst = append(dst, a.Key[:]...)
+	dst = append(dst, uint8(len(a.MACs)))
+	for i := range a.MACs {
+		dst = append(dst, a.MACs[i][:]...)
+	}
+	dst = append(dst, uint8(len(a.Sig)))
+	return append(dst, a.Sig...)
 }
 
 // Append appends the reject body: the reason u8, then the entry-point count u8
@@ -256,7 +305,26 @@ func (a Ack) Validate() error {
 
 // Validate reports whether h can be encoded and decoded back: at most MaxAddrs
 // addresses, each non-empty UTF-8 of at most MaxAddrLen bytes.
-func (h Hello) Validate() error { return validateAddrs("addresses", h.Addrs) }
+func (h Hello) Validate() error {
+	if h.Auth != nil {
+		if err := h.Auth.Validate(); err != nil {
+			return err
+		}
+	}
+	return validateAddrs("addresses", h.Addrs)
+}
+
+// Validate reports whether a can be encoded and decoded back: at most
+// MaxMACs MACs, and a signature of SigSize bytes or none.
+func (a *Auth) Validate() error {
+	if len(a.MACs) > MaxMACs {
+		return decodeErr(ErrMalformed, 0, itoa(len(a.MACs))+" MACs > "+itoa(MaxMACs))
+	}
+	if len(a.Sig) != 0 && len(a.Sig) != SigSize {
+		return decodeErr(ErrMalformed, 0, "signature of "+itoa(len(a.Sig))+" bytes")
+	}
+	return nil
+}
 
 // Validate reports whether r can be encoded and decoded back: a known reason and
 // at most MaxAddrs entry points, each non-empty UTF-8 of at most MaxAddrLen bytes.
@@ -268,7 +336,7 @@ func (r Reject) Validate() error {
 }
 
 // Valid reports whether r is a reason this version knows.
-func (r RejectReason) Valid() bool { return r >= RejectFull && r <= RejectClosing }
+func (r RejectReason) Valid() bool { return r >= RejectFull && r <= RejectAuth }
 
 // String returns the reason's protocol name.
 func (r RejectReason) String() string {
@@ -281,6 +349,8 @@ func (r RejectReason) String() string {
 		return "self"
 	case RejectClosing:
 		return "closing"
+	case RejectAuth:
+		return "auth"
 	}
 	return "unknown"
 }
@@ -434,6 +504,17 @@ func (r *reader) state(s *State) {
 	if r.err == nil && l > 0 {
 		s.Name = string(b)
 	}
+	off = r.off
+	switch n := int(r.u8("signature block length")); {
+	case r.err != nil || n == 0:
+	case n != stateSigSize:
+		r.fail(ErrMalformed, off, "signature block of "+itoa(n)+" bytes")
+	default:
+		copy(s.Key[:], r.take(KeySize, "state key"))
+		if sig := r.take(SigSize, "state signature"); r.err == nil {
+			s.Sig = append([]byte(nil), sig...)
+		}
+	}
 }
 
 // DecodeStateList decodes a network_state body. It needs 1 to MaxStates
@@ -509,7 +590,7 @@ func DecodeDigest(b []byte) (Digest, error) {
 }
 
 // DecodeEdgeChange decodes a new_edge or destroy_edge body: exactly
-// EdgeChangeSize bytes.
+// EdgeChangeSize bytes, or EdgeChangeSize+SigSize when signed.
 func DecodeEdgeChange(b []byte) (EdgeChange, error) {
 	r := reader{b: b}
 	c := EdgeChange{
@@ -518,6 +599,12 @@ func DecodeEdgeChange(b []byte) (EdgeChange, error) {
 		Seq:       r.u64("edge seq"),
 		Peer:      r.uuid("edge peer"),
 		FreeSlots: r.u16("edge free slots"),
+	}
+	if r.err == nil && r.left() == SigSize {
+		copy(c.Sig[:], r.take(SigSize, "edge signature"))
+		if !c.Signed() {
+			r.fail(ErrMalformed, EdgeChangeSize, "zero signature")
+		}
 	}
 	r.end("edge change")
 	if r.err != nil {
@@ -547,16 +634,61 @@ func DecodeAck(b []byte) (Ack, error) {
 }
 
 // DecodeHello decodes a hello or welcome body. Addresses are copied out of b;
-// none decodes to nil.
+// none decodes to nil. Bytes after the addresses are an Auth.
 func DecodeHello(b []byte) (Hello, error) {
 	r := reader{b: b}
 	h := Hello{FreeSlots: r.u16("free slots")}
 	h.Addrs = r.addrs("addresses")
+	if r.err == nil && r.left() >= minAuthSize {
+		h.Auth = r.auth()
+	}
 	r.end("hello")
 	if r.err != nil {
 		return Hello{}, r.err
 	}
 	return h, nil
+}
+
+// minAuthSize is an encoded Auth without MACs or signature: fewer bytes
+// after a hello's addresses are trailing bytes, not a truncated Auth.
+const minAuthSize = NonceSize + KeySize + 2
+
+// auth reads an Auth, copying it out of the input.
+func (r *reader) auth() *Auth {
+	a := &Auth{}
+	copy(a.Nonce[:], r.take(NonceSize, "nonce"))
+	copy(a.Key[:], r.take(KeySize, "key"))
+	off := r.off
+	n := int(r.u8("MAC count"))
+	if r.count(n, off, MaxMACs, MACSize, "MAC count") && n > 0 {
+		a.MACs = make([][MACSize]byte, n)
+		for i := range a.MACs {
+			copy(a.MACs[i][:], r.take(MACSize, "MAC"))
+		}
+	}
+	off = r.off
+	l := int(r.u8("signature length"))
+	if r.err == nil && l != 0 && l != SigSize {
+		r.fail(ErrMalformed, off, "signature of "+itoa(l)+" bytes")
+	}
+	if b := r.take(l, "signature"); r.err == nil && l > 0 {
+		a.Sig = append([]byte(nil), b...)
+	}
+	if r.err != nil {
+		return nil
+	}
+	return a
+}
+
+// DecodeAuth decodes a challenge body: an Auth and no trailing bytes.
+func DecodeAuth(b []byte) (*Auth, error) {
+	r := reader{b: b}
+	a := r.auth()
+	r.end("auth")
+	if r.err != nil {
+		return nil, r.err
+	}
+	return a, nil
 }
 
 // DecodeReject decodes a reject body. The reason must be known. Entry points

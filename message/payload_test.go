@@ -44,6 +44,18 @@ var payloadCodecs = []payloadCodec{
 	{"Digest",
 		func(b []byte) (any, error) { return DecodeDigest(b) },
 		func(v any) []byte { return v.(Digest).Append(nil) }},
+	{"Auth",
+		func(b []byte) (any, error) { return DecodeAuth(b) },
+		func(v any) []byte { return v.(*Auth).Append(nil) }},
+}
+
+// sampleAuth returns an Auth with n MACs and a signature.
+func sampleAuth(n int) *Auth {
+	a := &Auth{Nonce: [NonceSize]byte{9}, Key: [KeySize]byte{8}, Sig: bytes.Repeat([]byte{7}, SigSize)}
+	for i := range n {
+		a.MACs = append(a.MACs, [MACSize]byte{byte(i + 1)})
+	}
+	return a
 }
 
 func codecByName(name string) payloadCodec {
@@ -78,6 +90,8 @@ func samplePayloads() map[string][]any {
 			StateList{{Origin: fixedUUID(1), Name: strings.Repeat("n", MaxNameLen)}},
 			StateList{{Origin: fixedUUID(1), Neighbors: many(MaxNeighbors), Addrs: maxAddrs},
 				{Origin: fixedUUID(2), Epoch: ^uint64(0), Seq: ^uint64(0), FreeSlots: ^uint16(0)}},
+			StateList{{Origin: fixedUUID(1), Seq: 2, Neighbors: many(2), Key: [KeySize]byte{5}, Sig: bytes.Repeat([]byte{6}, SigSize)},
+				{Origin: fixedUUID(2)}},
 		},
 		"StateRequest": {
 			StateRequest(nil),
@@ -87,6 +101,7 @@ func samplePayloads() map[string][]any {
 		"EdgeChange": {
 			EdgeChange{},
 			EdgeChange{Origin: fixedUUID(1), Epoch: 2, Seq: 3, Peer: fixedUUID(4), FreeSlots: 5},
+			EdgeChange{Origin: fixedUUID(1), Epoch: 2, Seq: 3, Peer: fixedUUID(4), FreeSlots: 5, Sig: [SigSize]byte{6, 6}},
 		},
 		"Ack": {
 			Ack{},
@@ -97,6 +112,13 @@ func samplePayloads() map[string][]any {
 			Hello{},
 			Hello{FreeSlots: 10, Addrs: []string{"mem://n1"}},
 			Hello{FreeSlots: ^uint16(0), Addrs: maxAddrs},
+			Hello{FreeSlots: 3, Addrs: []string{"mem://n1"}, Auth: &Auth{Nonce: [NonceSize]byte{1}, Key: [KeySize]byte{2}}},
+			Hello{Auth: sampleAuth(1)},
+		},
+		"Auth": {
+			&Auth{Nonce: [NonceSize]byte{1}, Key: [KeySize]byte{2}},
+			sampleAuth(1),
+			sampleAuth(MaxMACs),
 		},
 		"Digest": {
 			Digest{},
@@ -127,6 +149,8 @@ func validate(v any) error {
 		return v.Validate()
 	case Digest:
 		return v.Validate()
+	case *Auth:
+		return v.Validate()
 	}
 	return nil
 }
@@ -146,9 +170,16 @@ func TestPayloadRoundTrip(t *testing.T) {
 			if !reflect.DeepEqual(got, v) {
 				t.Fatalf("%s #%d: round trip\n got %+v\nwant %+v", name, i, got, v)
 			}
-			// Every proper prefix is truncated.
+			// Every proper prefix is truncated; a hello's optional Auth
+			// or an edge change's signature cut off leaves an unsigned
+			// value or trailing bytes.
+			optional := name == "Hello" && v.(Hello).Auth != nil || name == "EdgeChange" && v.(EdgeChange).Signed()
 			for n := range len(enc) {
-				if _, err := c.decode(enc[:n]); !errors.Is(err, ErrTruncated) {
+				got, err := c.decode(enc[:n])
+				if optional && (errors.Is(err, ErrMalformed) || err == nil && !reflect.DeepEqual(got, v)) {
+					continue
+				}
+				if !errors.Is(err, ErrTruncated) {
 					t.Fatalf("%s #%d cut to %d of %d: %v, want ErrTruncated", name, i, n, len(enc), err)
 				}
 			}
@@ -197,7 +228,8 @@ func namedStateBytes(nNeighbors uint16, neighbors []byte, addrs []byte, name []b
 	b = binary.BigEndian.AppendUint16(b, nNeighbors)
 	b = append(b, neighbors...)
 	b = append(b, addrs...)
-	return append(b, name...)
+	b = append(b, name...)
+	return append(b, 0) // unsigned
 }
 
 func u16(n uint16) []byte { return binary.BigEndian.AppendUint16(nil, n) }
@@ -229,6 +261,10 @@ func TestPayloadErrors(t *testing.T) {
 		{"StateList", "addr not UTF-8", cat(u16(1), stateBytes(0, nil, []byte{1, 2, 0xc3, 0x28})), ErrMalformed},
 		{"StateList", "addr length beyond end", cat(u16(1), stateBytes(0, nil, []byte{1, 9, 'a', 'b'})), ErrTruncated},
 		{"StateList", "trailing", cat(u16(1), okState, []byte{0}), ErrMalformed},
+		{"StateList", "signature block of 5", cat(u16(1), okState[:len(okState)-1], []byte{5, 1, 2, 3, 4, 5}), ErrMalformed},
+		{"StateList", "signature block cut", cat(u16(1), okState[:len(okState)-1], []byte{KeySize + SigSize}, make([]byte, 40)), ErrTruncated},
+		{"EdgeChange", "signature cut", make([]byte, EdgeChangeSize+SigSize-1), ErrMalformed},
+		{"EdgeChange", "zero signature", make([]byte, EdgeChangeSize+SigSize), ErrMalformed},
 		{"StateList", "second state bad", cat(u16(2), okState, stateBytes(0, nil, []byte{1, 0, 'a'})), ErrMalformed},
 		{"StateList", "name over limit", cat(u16(1), namedStateBytes(0, nil, []byte{0}, append([]byte{MaxNameLen + 1}, make([]byte, MaxNameLen+1)...))), ErrMalformed},
 		{"StateList", "name not UTF-8", cat(u16(1), namedStateBytes(0, nil, []byte{0}, []byte{2, 0xc3, 0x28})), ErrMalformed},
@@ -267,7 +303,11 @@ func TestPayloadErrors(t *testing.T) {
 		// Reject
 		{"Reject", "empty", nil, ErrTruncated},
 		{"Reject", "reason 0", []byte{0, 0}, ErrMalformed},
-		{"Reject", "reason 5", []byte{5, 0}, ErrMalformed},
+		{"Reject", "reason 6", []byte{6, 0}, ErrMalformed},
+		{"Auth", "short", make([]byte, NonceSize+KeySize), ErrTruncated},
+		{"Auth", "too many MACs", append(make([]byte, NonceSize+KeySize), MaxMACs+1), ErrMalformed},
+		{"Auth", "signature of 3 bytes", append(make([]byte, NonceSize+KeySize), 0, 3, 1, 2, 3), ErrMalformed},
+		{"Auth", "trailing", append(make([]byte, NonceSize+KeySize), 0, 0, 1), ErrMalformed},
 		{"Reject", "reason 255", []byte{255, 0}, ErrMalformed},
 		{"Reject", "no count", []byte{1}, ErrTruncated},
 		{"Reject", "count over limit", []byte{1, MaxAddrs + 1}, ErrMalformed},

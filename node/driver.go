@@ -472,6 +472,7 @@ func (n *Node) reader(l *link) {
 	for {
 		f, err := l.edge.Receive(n.ctx)
 		if err != nil {
+			n.receiveFailed(err)
 			select {
 			case n.inbox <- inFrame{link: l.id, err: err}:
 			case <-n.quit:
@@ -592,8 +593,16 @@ func (n *Node) acceptLoop(t transport.Transport) {
 			}
 			return
 		}
+		src := source(e.RemoteAddr())
+		if !n.gate.enter(src) {
+			n.refuseEdge(e)
+			continue
+		}
 		n.wg.Add(1)
-		go n.acceptHandshake(e)
+		go func() {
+			defer n.gate.leave(src)
+			n.acceptHandshake(e)
+		}()
 	}
 }
 
@@ -604,8 +613,14 @@ func (n *Node) acceptHandshake(e transport.Edge) {
 	defer n.wg.Done()
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.core.Handshake)
 	defer cancel()
-	m, hello, err := n.readHello(ctx, e)
+	m, hello, err := n.readHello(ctx, e, helloWait(n.cfg.core.Handshake))
+	if err == nil {
+		m, hello, err = n.admitAuth(ctx, e, m, hello)
+	}
 	if err != nil {
+		if isAuth(err) {
+			n.authFailed(e.RemoteAddr(), err)
+		}
 		n.log.Debug("incoming handshake failed", "remote", e.RemoteAddr(), "err", err)
 		e.Close()
 		return
@@ -635,10 +650,15 @@ func (n *Node) control(typ message.Type, body []byte) []byte {
 	return core.HandshakeFrame(n.id, n.epoch, n.cfg.core.HopLimit, typ, body)
 }
 
-// readHello reads the first frame of an incoming edge, the dialler's hello.
-func (n *Node) readHello(ctx context.Context, e transport.Edge) (message.Message, message.Hello, error) {
+// readHello reads the first frame of an incoming edge, the dialler's hello,
+// waiting at most wait: an edge that says nothing is let go early, so that
+// idle connections cannot hold the handshake slots (see gate).
+func (n *Node) readHello(ctx context.Context, e transport.Edge, wait time.Duration) (message.Message, message.Hello, error) {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
 	f, err := e.Receive(ctx)
 	if err != nil {
+		n.receiveFailed(err)
 		return message.Message{}, message.Hello{}, fmt.Errorf("%w: %w", ErrHandshake, err)
 	}
 	return n.parseHandshake(f, message.TypeHello)
@@ -651,6 +671,9 @@ func (n *Node) parseHandshake(f []byte, want message.Type) (message.Message, mes
 	var rej *core.RejectError
 	var bad *message.DecodeError
 	switch {
+	case errors.As(err, &rej) && rej.Reason == message.RejectAuth:
+		return m, h, fmt.Errorf("%w: %s refused this node: no accepted cluster secret or identity: %w", ErrAuth, rej.Peer,
+			&RejectedError{Peer: rej.Peer, Reason: rej.Reason})
 	case errors.As(err, &rej):
 		return m, h, &RejectedError{Peer: rej.Peer, Reason: rej.Reason, EntryPoints: rej.EntryPoints}
 	case errors.As(err, &bad):
@@ -749,13 +772,27 @@ func (n *Node) dialHandshake(ctx context.Context, e transport.Edge, addr string)
 		e.Close()
 		return ErrClosed
 	}
-	if err := e.Send(ctx, q.hello); err != nil {
+	hello := q.hello
+	var auth *dialAuth
+	if n.cfg.creds.On() {
+		var err error
+		if auth, hello, err = n.startDialAuth(hello); err != nil {
+			e.Close()
+			return err
+		}
+	}
+	var current atomic.Pointer[[]byte] // the hello to say again: the proof once challenged
+	current.Store(&hello)
+	if err := e.Send(ctx, hello); err != nil {
 		e.Close()
 		return fmt.Errorf("%w: %w", ErrHandshake, err)
 	}
 	// Say hello again while no answer comes: on a link that loses frames
-	// the hello or the welcome may be gone.
+	// the hello or the welcome may be gone. This goroutine is the edge's
+	// only sender until the handshake ends (the Edge contract): a kick
+	// makes it send the current hello at once (the proof, once challenged).
 	stop := make(chan struct{})
+	kick := make(chan struct{}, 1)
 	var again sync.WaitGroup
 	again.Add(1)
 	go func() {
@@ -765,26 +802,34 @@ func (n *Node) dialHandshake(ctx context.Context, e transport.Edge, addr string)
 			next := core.HelloAgainAfter(k)
 			t := time.NewTimer(next - prev)
 			prev = next
-			select {
-			case <-t.C:
-				_ = e.Send(ctx, q.hello)
-			case <-stop:
-				t.Stop()
-				return
-			case <-ctx.Done():
-				t.Stop()
-				return
+			for fired := false; !fired; {
+				select {
+				case <-t.C:
+					fired = true
+				case <-kick:
+				case <-stop:
+					t.Stop()
+					return
+				case <-ctx.Done():
+					t.Stop()
+					return
+				}
+				_ = e.Send(ctx, *current.Load())
 			}
 		}
 	}()
-	m, hello, early, err := n.readWelcome(ctx, e)
+	m, welcome, early, err := n.readWelcome(ctx, e, auth, &current, kick)
 	close(stop)
 	again.Wait()
 	if err != nil {
+		if isAuth(err) {
+			n.authFailed(addr, err)
+			n.refuseAuth(ctx, e) // harmless if the other side refused first
+		}
 		e.Close()
 		return err
 	}
-	h := &handshake{edge: e, id: m.UID.Node, epoch: m.Header.Epoch, hello: hello, addr: addr, dial: true, early: early}
+	h := &handshake{edge: e, id: m.UID.Node, epoch: m.Header.Epoch, hello: welcome, addr: addr, dial: true, early: early}
 	if err := n.handshakeWith(ctx, h); err != nil {
 		e.Close()
 		return err
@@ -803,17 +848,35 @@ func (n *Node) dialHandshake(ctx context.Context, e transport.Edge, addr string)
 	return h.err
 }
 
-// readWelcome reads the answer to a hello: a welcome, or a reject. Frames
-// of the other side that overtook its welcome (it sends them as soon as it
-// has accepted) are kept, up to core.MaxEarlyFrames, for the core.
-func (n *Node) readWelcome(ctx context.Context, e transport.Edge) (message.Message, message.Hello, []inFrame, error) {
+// readWelcome reads the answer to a hello: a welcome, or a reject; with
+// auth, it answers the challenge before (storing the proving hello in
+// current, and kicking the goroutine that sends it). Frames of the other side that overtook its welcome (it sends
+// them as soon as it has accepted) are kept, up to core.MaxEarlyFrames,
+// for the core.
+func (n *Node) readWelcome(ctx context.Context, e transport.Edge, auth *dialAuth, current *atomic.Pointer[[]byte], kick chan<- struct{}) (message.Message, message.Hello, []inFrame, error) {
 	var early []inFrame
 	for {
 		f, err := e.Receive(ctx)
 		if err != nil {
+			n.receiveFailed(err)
 			return message.Message{}, message.Hello{}, nil, fmt.Errorf("%w: %w", ErrHandshake, err)
 		}
-		if typ := message.PeekType(f); typ != message.TypeWelcome && typ != message.TypeReject {
+		typ := message.PeekType(f)
+		if typ == message.TypeChallenge && auth != nil {
+			proof, err := auth.onChallenge(f)
+			switch {
+			case err != nil:
+				return message.Message{}, message.Hello{}, nil, err
+			case proof != nil:
+				current.Store(&proof)
+				select {
+				case kick <- struct{}{}:
+				default: // a kick is pending already
+				}
+			}
+			continue
+		}
+		if typ != message.TypeWelcome && typ != message.TypeReject {
 			m, err := message.Decode(f, n.cfg.core.MaxBody)
 			switch {
 			case err != nil:
@@ -824,6 +887,9 @@ func (n *Node) readWelcome(ctx context.Context, e transport.Edge) (message.Messa
 			continue
 		}
 		m, h, err := n.parseHandshake(f, message.TypeWelcome)
+		if err == nil && auth != nil {
+			err = auth.checkWelcome(m)
+		}
 		return m, h, early, err
 	}
 }

@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -66,4 +67,37 @@ func Example() {
 	// c got "hello over two hops" from a: true
 	// broadcast "to everyone" from c: true
 	// broadcast "to everyone" from c: true
+}
+
+// A closed cluster: members hold the same secret (here read from code; in
+// production from a file readable by the node's user only). A node without
+// it is refused on both sides with ErrAuth.
+func ExampleWithClusterSecrets() {
+	net := memory.NewNetwork(memory.Config{Seed: 1})
+	defer net.Close()
+	secret := []byte("32 random bytes shared by members")
+	start := func(addr string, opts ...node.Option) *node.Node {
+		tr, err := net.Listen(addr)
+		if err != nil {
+			panic(err)
+		}
+		n, err := node.New(tr, opts...)
+		if err != nil {
+			panic(err)
+		}
+		return n
+	}
+	a := start("a", node.WithClusterSecrets(secret))
+	defer a.Close()
+	b := start("b", node.WithClusterSecrets(secret))
+	defer b.Close()
+	outsider := start("x")
+	defer outsider.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	fmt.Println("member joins:", b.Connect(ctx, "a") == nil)
+	fmt.Println("outsider refused:", errors.Is(outsider.Connect(ctx, "a"), node.ErrAuth))
+	// Output:
+	// member joins: true
+	// outsider refused: true
 }

@@ -160,7 +160,7 @@ type Stats struct {
 	DroppedForward             uint64 // frames dropped because a neighbour's buffer was full
 	DroppedNoRoute             uint64 // frames dropped for want of a route (retransmitted end to end)
 	DroppedHopLimit            uint64 // frames dropped at hop limit zero
-	Hostile                    uint64 // malformed or invalid frames from neighbours
+	Hostile                    uint64 // malformed, invalid, forged or oversized frames from neighbours
 	Delivered                  uint64 // messages handed to the application
 	Duplicates                 uint64 // data frames received again and dropped
 	Retransmits                uint64 // end-to-end retransmissions
@@ -168,6 +168,22 @@ type Stats struct {
 	EventsDropped              uint64 // events lost because Events() was not drained
 	NeighborsUp, NeighborsDown uint64 // edges established / edges lost
 	TopologyFrames             uint64 // link-state frames sent (network_state, its request and digest, new_edge, destroy_edge)
+	// AuthFailures counts handshakes refused, on either side, because a
+	// node did not prove an accepted cluster secret or its identity, or
+	// expected a secret this node does not have (ErrAuth).
+	AuthFailures uint64
+	// HandshakesRefused counts incoming edges closed at once because too
+	// many handshakes were under way, in all or from their source host
+	// (WithHandshakeLimits).
+	HandshakesRefused uint64
+	// RateLimited counts digests and whole-database requests dropped
+	// because a neighbour sent more than 32 at once or 10 a second after
+	// that: each makes this node send much of its database.
+	RateLimited uint64
+	// Forged counts the frames among Hostile that were not signed or
+	// sealed by the node they claim to come from: link state, data or
+	// acks (a cluster with a secret only).
+	Forged uint64
 }
 
 // Node is one member of the mesh: a driver around the protocol core
@@ -201,9 +217,12 @@ type Node struct {
 	ctx       context.Context // cancelled at shutdown; bounds every transport call
 	cancel    context.CancelFunc
 
-	nextLink    atomic.Uint64
-	undecodable atomic.Uint64 // frames the readers could not decode
-	dropped     atomic.Uint64 // events dropped because Events() was not drained
+	nextLink     atomic.Uint64
+	undecodable  atomic.Uint64 // frames the readers could not decode
+	authFailures atomic.Uint64 // handshakes refused for want of a proved secret or identity
+	refused      atomic.Uint64 // incoming edges closed over the handshake limits
+	gate         *gate         // incoming handshakes under way
+	dropped      atomic.Uint64 // events dropped because Events() was not drained
 
 	// Owned by the loop goroutine.
 	core  *core.Core
@@ -227,6 +246,9 @@ func New(tr transport.Transport, opts ...Option) (*Node, error) {
 		if err := o(&cfg); err != nil {
 			return nil, err
 		}
+	}
+	if err := cfg.identity(); err != nil {
+		return nil, err
 	}
 	if cfg.core.ID == uuid.Nil {
 		id, err := uuid.NewRandom()
@@ -269,6 +291,7 @@ func New(tr transport.Transport, opts ...Option) (*Node, error) {
 		links:      make(map[core.LinkID]*link),
 		waits:      make(map[core.LinkID]chan []string),
 		reqs:       make(map[uint64]*sendReq),
+		gate:       newGate(cfg.maxHandshakes, cfg.maxPerSource),
 	}
 	n.fast.init()
 	n.adv = advertisable(n.Addrs())
@@ -277,6 +300,9 @@ func New(tr transport.Transport, opts ...Option) (*Node, error) {
 	cc.Addrs = n.adv
 	cc.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	cc.Logger = n.log
+	if cfg.creds.On() {
+		cc.Auth = cfg.creds
+	}
 	n.core = core.New(cc, now)
 	n.core.SetRoom(now, cfg.inbound)
 	n.wg.Add(1)
@@ -337,6 +363,8 @@ func (n *Node) Stats() Stats {
 		Hostile: c.Hostile + bad, Delivered: c.Delivered, Duplicates: c.Duplicates,
 		Retransmits: c.Retransmits, Failed: c.Failed, EventsDropped: n.dropped.Load(),
 		NeighborsUp: c.NeighborsUp, NeighborsDown: c.NeighborsDown, TopologyFrames: c.TopologyFrames,
+		AuthFailures: n.authFailures.Load(), HandshakesRefused: n.refused.Load(),
+		RateLimited: c.RateLimited, Forged: c.Forged,
 	}
 }
 

@@ -23,6 +23,10 @@ type config struct {
 	inbound  int
 	eventBuf int
 	core     core.Config // the protocol's parameters: core.Defaults explains them
+	creds    core.Credentials
+	// maxHandshakes and maxPerSource bound the incoming handshakes under
+	// way (WithHandshakeLimits).
+	maxHandshakes, maxPerSource int
 }
 
 func defaults() config {
@@ -31,6 +35,9 @@ func defaults() config {
 		inbound:  1024,
 		eventBuf: 1024,
 		core:     core.Defaults(),
+
+		maxHandshakes: DefaultMaxHandshakes,
+		maxPerSource:  DefaultMaxHandshakesPerSource,
 	}
 }
 

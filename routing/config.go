@@ -1,6 +1,10 @@
 package routing
 
-import "time"
+import (
+	"time"
+
+	"github.com/distrirender/distrirender/message"
+)
 
 // Defaults for Config. They are filled in by Config.WithDefaults.
 const (
@@ -62,6 +66,22 @@ type Config struct {
 	// whatever forged records arrive. Default
 	// 1<<20 (DefaultMaxNeighborEntries).
 	MaxNeighborEntries int
+	// Signer, when set, signs the local record at every change and checks
+	// every remote record and change before it is applied: one not signed
+	// by its origin is Rejected with ErrForged. Nil (the default) leaves
+	// link state unsigned, as in a cluster without a secret.
+	Signer Signer
+}
+
+// Signer signs and checks link-state records for a Table. Its methods must
+// be deterministic and must not retain s.
+type Signer interface {
+	// Sign sets s.Key and s.Sig: the local node's key and its signature of
+	// s.SigningBytes().
+	Sign(s *message.State)
+	// Verify reports whether s.Sig is the signature of s.SigningBytes()
+	// by s.Key, and s.Key is the key of s.Origin.
+	Verify(s *message.State) error
 }
 
 // WithDefaults returns c with every zero or negative field replaced by its

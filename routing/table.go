@@ -79,7 +79,7 @@ func New(self uuid.UUID, epoch uint64, now time.Time, cfg Config) *Table {
 		st:      message.State{Origin: self, Epoch: epoch, Seq: 1},
 		heapIdx: -1,
 	}
-	return &Table{
+	t := &Table{
 		cfg:      cfg.WithDefaults(),
 		self:     self,
 		local:    local,
@@ -89,6 +89,26 @@ func New(self uuid.UUID, epoch uint64, now time.Time, cfg Config) *Table {
 		routes:   []route{{origin: self, dist: 0}},
 		slotGen:  1,
 	}
+	t.sign()
+	return t
+}
+
+// sign signs the local record after a change, with a Signer.
+func (t *Table) sign() {
+	if t.cfg.Signer != nil {
+		t.cfg.Signer.Sign(&t.local.st)
+	}
+}
+
+// verify checks a remote record with the Signer, if any.
+func (t *Table) verify(s *message.State) error {
+	if t.cfg.Signer == nil {
+		return nil
+	}
+	if err := t.cfg.Signer.Verify(s); err != nil {
+		return fmt.Errorf("%w: %s seq %d: %w", ErrForged, s.Origin, s.Seq, err)
+	}
+	return nil
 }
 
 // Self returns the local node's UUID.
@@ -144,7 +164,10 @@ func (t *Table) originateChange(now time.Time, peer uuid.UUID, free uint16) mess
 	l.Seq++
 	l.FreeSlots = free
 	t.lastOrig = now
-	return message.EdgeChange{Origin: t.self, Epoch: l.Epoch, Seq: l.Seq, Peer: peer, FreeSlots: free}
+	t.sign()
+	c := message.EdgeChange{Origin: t.self, Epoch: l.Epoch, Seq: l.Seq, Peer: peer, FreeSlots: free}
+	copy(c.Sig[:], l.Sig)
+	return c
 }
 
 // SetName sets the local node's human name (message.ValidateName must
@@ -157,6 +180,7 @@ func (t *Table) SetName(now time.Time, name string) (message.State, bool) {
 	l.Name = name
 	l.Seq++
 	t.lastOrig = now
+	t.sign()
 	return t.Local(), true
 }
 
@@ -175,6 +199,7 @@ func (t *Table) SetLocal(now time.Time, addrs []string, free uint16) (message.St
 	l.FreeSlots = free
 	l.Seq++
 	t.lastOrig = now
+	t.sign()
 	return t.Local(), true
 }
 
@@ -190,6 +215,7 @@ func (t *Table) Refresh(now time.Time) (message.State, bool) {
 	t.forced = false
 	t.local.st.Seq++
 	t.lastOrig = now
+	t.sign()
 	return t.Local(), true
 }
 
@@ -223,12 +249,18 @@ func (t *Table) ApplyState(now time.Time, s message.State) (Verdict, error) {
 			slices.Equal(s.Neighbors, l.Neighbors) && slices.Equal(s.Addrs, l.Addrs) {
 			return Stale, nil // our own flood, echoed back
 		}
+		if err := t.verify(&s); err != nil {
+			return Rejected, err
+		}
 		return t.ghost(now, s.Epoch, s.Seq)
 	}
 	r := t.records[s.Origin]
 	if r == nil {
 		if len(t.records) >= t.cfg.MaxRecords {
 			return Rejected, fmt.Errorf("%w: %d records, origin %s", ErrTableFull, len(t.records), s.Origin)
+		}
+		if err := t.verify(&s); err != nil {
+			return Rejected, err
 		}
 		if err := t.reserve(s.Origin, len(s.Neighbors)); err != nil {
 			return Rejected, err
@@ -239,6 +271,11 @@ func (t *Table) ApplyState(now time.Time, s message.State) (Verdict, error) {
 	if v, err := t.order(&r.st, s.Epoch, s.Seq); v != Accepted {
 		return v, err
 	}
+	// Only a record that would be stored is checked: copies of known
+	// records, which floods bring many of, cost nothing.
+	if err := t.verify(&s); err != nil {
+		return Rejected, err
+	}
 	if err := t.reserve(s.Origin, len(s.Neighbors)-len(r.st.Neighbors)); err != nil {
 		return Rejected, err
 	}
@@ -248,6 +285,9 @@ func (t *Table) ApplyState(now time.Time, s message.State) (Verdict, error) {
 	}
 	r.st.Epoch, r.st.Seq, r.st.FreeSlots = s.Epoch, s.Seq, s.FreeSlots
 	r.st.Addrs = append(r.st.Addrs[:0], s.Addrs...)
+	// The stored record must be exactly what its origin signed, since it
+	// is flooded on as it is: the name and the signature too.
+	r.st.Name, r.st.Key, r.st.Sig = s.Name, s.Key, cloneSlice(s.Sig)
 	t.touch(now, r)
 	return Accepted, nil
 }
@@ -287,6 +327,12 @@ func (t *Table) ApplyEdgeChange(now time.Time, added bool, c message.EdgeChange)
 		if same && listed == added && c.FreeSlots == l.FreeSlots {
 			return Stale, nil // our own flood, echoed back
 		}
+		if t.cfg.Signer != nil {
+			// A change alone cannot be checked against our own record:
+			// a real ghost also floods full records, which ApplyState
+			// checks.
+			return Stale, nil
+		}
 		return t.ghost(now, c.Epoch, c.Seq)
 	}
 	r := t.records[c.Origin]
@@ -298,6 +344,9 @@ func (t *Table) ApplyEdgeChange(now time.Time, added bool, c message.EdgeChange)
 	}
 	if c.Seq-r.st.Seq > 1 {
 		return Gap, nil
+	}
+	if err := t.verifyChange(r, added, c); err != nil {
+		return Rejected, err
 	}
 	i, found := slices.BinarySearchFunc(r.st.Neighbors, c.Peer, compareID)
 	switch {
@@ -316,8 +365,33 @@ func (t *Table) ApplyEdgeChange(now time.Time, added bool, c message.EdgeChange)
 		t.neighborsChanged(r)
 	}
 	r.st.Seq, r.st.FreeSlots = c.Seq, c.FreeSlots
+	r.st.Sig = nil
+	if c.Signed() {
+		r.st.Sig = slices.Clone(c.Sig[:])
+	}
 	t.touch(now, r)
 	return Accepted, nil
+}
+
+// verifyChange checks, with a Signer, that c's signature is the origin's
+// signature of the record that applying c to r produces.
+func (t *Table) verifyChange(r *record, added bool, c message.EdgeChange) error {
+	if t.cfg.Signer == nil {
+		return nil
+	}
+	next := copyState(&r.st)
+	i, found := slices.BinarySearchFunc(next.Neighbors, c.Peer, compareID)
+	switch {
+	case added && !found:
+		next.Neighbors = slices.Insert(next.Neighbors, i, c.Peer)
+	case !added && found:
+		next.Neighbors = slices.Delete(next.Neighbors, i, i+1)
+	}
+	next.Seq, next.FreeSlots, next.Sig = c.Seq, c.FreeSlots, nil
+	if c.Signed() {
+		next.Sig = c.Sig[:]
+	}
+	return t.verify(&next)
 }
 
 // reserve accounts for delta more neighbour entries of origin's record, or
@@ -365,6 +439,7 @@ func (t *Table) ghost(now time.Time, epoch, seq uint64) (Verdict, error) {
 	// Skip past the ghost: even a new_edge originated before the next Refresh
 	// is then a Gap (and not applied on top of the ghost) everywhere.
 	l.Seq = seq + 1
+	t.sign() // the record may be sent (digest answers) before the refresh
 	if !t.forced {
 		t.forced, t.forcedAt = true, now
 	}
@@ -490,6 +565,16 @@ func (t *Table) Known(origin uuid.UUID) bool {
 	return ok
 }
 
+// Key returns the identity key of origin's record, if the record is signed
+// (Config.Signer): the key its signature was checked with.
+func (t *Table) Key(origin uuid.UUID) ([message.KeySize]byte, bool) {
+	r := t.records[origin]
+	if r == nil || len(r.st.Sig) == 0 {
+		return [message.KeySize]byte{}, false
+	}
+	return r.st.Key, true
+}
+
 // Hold postpones the expiry of every remote record to now+MaxAge. A node
 // with no neighbours receives no refreshes; it calls Hold so that it keeps the
 // records through which it can find its way back into the mesh.
@@ -592,6 +677,7 @@ func copyState(s *message.State) message.State {
 	c := *s
 	c.Neighbors = cloneSlice(s.Neighbors)
 	c.Addrs = cloneSlice(s.Addrs)
+	c.Sig = cloneSlice(s.Sig)
 	return c
 }
 

@@ -1,6 +1,9 @@
 package routing
 
 import (
+	"bytes"
+	"encoding/binary"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -403,5 +406,80 @@ func TestNames(t *testing.T) {
 	ni, ok := tab.Topology().Node(a)
 	if !ok || ni.Name != "worker ünï" {
 		t.Fatalf("Topology: %+v", ni)
+	}
+}
+
+// fakeSigner "signs" a record with a checksum of its signing bytes, so that
+// the Table's use of a Signer is tested without real keys.
+type fakeSigner struct{}
+
+func (fakeSigner) Sign(s *message.State) {
+	sum := uint64(0)
+	for _, b := range s.SigningBytes() {
+		sum = sum*31 + uint64(b)
+	}
+	s.Sig = binary.BigEndian.AppendUint64(make([]byte, 0, message.SigSize), sum)[:8:8]
+	s.Sig = append(s.Sig, make([]byte, message.SigSize-8)...)
+}
+
+func (f fakeSigner) Verify(s *message.State) error {
+	c := *s
+	f.Sign(&c)
+	if !bytes.Equal(c.Sig, s.Sig) {
+		return errors.New("bad signature")
+	}
+	return nil
+}
+
+// With a Signer, the local record stays signed through every change,
+// ghosts included, and only signed records and changes are applied.
+func TestSignedTable(t *testing.T) {
+	now := time.Unix(1000, 0)
+	cfg := Config{Signer: fakeSigner{}}
+	self, other := uuid.UUID{1}, uuid.UUID{2}
+	tb := New(self, 5, now, cfg)
+	check := func(what string) {
+		t.Helper()
+		l := tb.Local()
+		if err := (fakeSigner{}).Verify(&l); err != nil {
+			t.Fatalf("after %s the local record is not signed: %v", what, err)
+		}
+	}
+	check("New")
+	tb.AddNeighbor(now, other, 3)
+	check("AddNeighbor")
+	tb.SetLocal(now, []string{"a"}, 2)
+	check("SetLocal")
+	tb.SetName(now, "n")
+	check("SetName")
+	ghost := tb.Local()
+	ghost.Seq += 5
+	fakeSigner{}.Sign(&ghost)
+	if v, err := tb.ApplyState(now, ghost); v != Stale || err != nil {
+		t.Fatalf("ghost: %v %v", v, err)
+	}
+	check("a ghost")
+
+	rec := message.State{Origin: other, Epoch: 7, Seq: 1, Neighbors: []uuid.UUID{self}}
+	if v, err := tb.ApplyState(now, rec); v != Rejected || !errors.Is(err, ErrForged) {
+		t.Fatalf("unsigned record: %v %v", v, err)
+	}
+	fakeSigner{}.Sign(&rec)
+	if v, err := tb.ApplyState(now, rec); v != Accepted {
+		t.Fatalf("signed record: %v %v", v, err)
+	}
+	next := rec
+	next.Seq, next.Neighbors = 2, nil
+	fakeSigner{}.Sign(&next)
+	ch := message.EdgeChange{Origin: other, Epoch: 7, Seq: 2, Peer: self}
+	if v, err := tb.ApplyEdgeChange(now, false, ch); v != Rejected || !errors.Is(err, ErrForged) {
+		t.Fatalf("unsigned change: %v %v", v, err)
+	}
+	copy(ch.Sig[:], next.Sig)
+	if v, err := tb.ApplyEdgeChange(now, false, ch); v != Accepted {
+		t.Fatalf("signed change: %v %v", v, err)
+	}
+	if got := tb.States([]uuid.UUID{other})[0]; !bytes.Equal(got.Sig, next.Sig) || len(got.Neighbors) != 0 {
+		t.Fatalf("stored %+v, want the record the change signed", got)
 	}
 }

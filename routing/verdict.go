@@ -60,4 +60,8 @@ var (
 	// ErrTableFull: a record for a new origin would exceed Config.MaxRecords,
 	// or a record's neighbours would exceed Config.MaxNeighborEntries.
 	ErrTableFull = errors.New("routing: table full")
+	// ErrForged: with a Config.Signer, a record or change that its origin
+	// did not sign (no signature, a key that is not the origin's, or a
+	// signature that does not match the record it produces).
+	ErrForged = errors.New("routing: not signed by its origin")
 )

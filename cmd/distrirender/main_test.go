@@ -109,6 +109,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"render", "--transport", "webrtc", "--stun", "stun:stun.example.org"}, "embedded mesh names its nodes"},
 		{[]string{"worker", "--stun", "stun:stun.example.org"}, "--stun is for --transport webrtc"},
 		{[]string{"worker", "--signal-key", "k"}, "--signal-key is for --transport webrtc"},
+		{[]string{"worker", "--secret-file", "/nonexistent/secret"}, "--secret-file"},
 		{[]string{"worker", "--transport", "webrtc", "--serve-signal", "127.0.0.1:0", "--stun", "http://stun.example.org"}, "--stun"},
 		{[]string{"worker", "--transport", "webrtc", "--serve-signal", "127.0.0.1:0", "--turn", "turn:turn.example.org"}, "--turn-user"},
 	}
@@ -160,6 +161,21 @@ func TestEmbeddedRender(t *testing.T) {
 	}
 }
 
+// listeningAt waits until a worker logging to werr says at which loopback
+// address it listens, and returns it.
+func listeningAt(t *testing.T, werr *testutil.SyncBuffer) string {
+	t.Helper()
+	re := regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
+	var addr string
+	testutil.WaitFor(t, 10*time.Second, "the worker to listen", func() bool {
+		if m := re.FindStringSubmatch(werr.String()); m != nil {
+			addr = m[1]
+		}
+		return addr != ""
+	})
+	return addr
+}
+
 func TestClusterOverQUIC(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -169,13 +185,7 @@ func TestClusterOverQUIC(t *testing.T) {
 		code <- run(ctx, []string{"worker", "--listen", "127.0.0.1:0", "--slots", "1", "--metrics", "127.0.0.1:0", "--pprof", "--name", "w-one"}, &wout, &werr)
 	}()
 	re := regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
-	var addr string
-	testutil.WaitFor(t, 10*time.Second, "the worker to listen", func() bool {
-		if m := re.FindStringSubmatch(werr.String()); m != nil {
-			addr = m[1]
-		}
-		return addr != ""
-	})
+	addr := listeningAt(t, &werr)
 	// A second worker joins the first; the coordinator joins the second.
 	var w2out, w2err testutil.SyncBuffer
 	code2 := make(chan int, 1)

@@ -15,6 +15,7 @@ import (
 	pionwebrtc "github.com/pion/webrtc/v4"
 
 	"github.com/distrirender/distrirender/internal/rtcsetup"
+	"github.com/distrirender/distrirender/internal/secretfile"
 	"github.com/distrirender/distrirender/meshapi"
 	"github.com/distrirender/distrirender/node"
 	"github.com/distrirender/distrirender/render"
@@ -52,6 +53,7 @@ type meshFlags struct {
 	iceServers  []pionwebrtc.ICEServer // --stun and --turn, parsed
 	ice         func(net.IP) bool      // --ice-net, parsed
 	name        string                 // --name: the node's human name
+	secretFile  string                 // --secret-file: the cluster's secrets
 	slots       int
 	verbose     bool
 	fs          *flag.FlagSet
@@ -72,6 +74,7 @@ func (m *meshFlags) register(fs *flag.FlagSet, listenHelp string) {
 	fs.StringVar(&m.turnUser, "turn-user", "", "webrtc cluster: the `NAME` to give the --turn servers")
 	fs.StringVar(&m.turnPass, "turn-password", "", "webrtc cluster: the `SECRET` to give the --turn servers")
 	fs.StringVar(&m.name, "name", "", "cluster: this node's human `NAME`, advertised to the mesh and shown in the coordinator's report and by meshnode (at most 64 bytes, no control characters)")
+	fs.StringVar(&m.secretFile, "secret-file", "", "cluster: `PATH` of the cluster's secrets, one per line (the first proves this node, all are accepted); only nodes holding one join (docs/SECURITY.md)")
 	fs.IntVar(&m.slots, "slots", 0, fmt.Sprintf("tiles each worker renders at once (default GOMAXPROCS, %d here; at most %d)", runtime.GOMAXPROCS(0), render.MaxSlots))
 	fs.BoolVar(&m.verbose, "v", false, "log what the nodes and the job protocol do")
 }
@@ -180,10 +183,13 @@ type nodeSpec struct {
 	name string
 	// nodeName is the node's human name (node.WithName; "": none).
 	nodeName string
-	signal   string                 // webrtc: the signalling server's URL
-	key      string                 // webrtc: the signalling server's API key ("": the default)
-	ice      func(net.IP) bool      // webrtc: the addresses ICE may use (nil: loopback)
-	servers  []pionwebrtc.ICEServer // webrtc: STUN and TURN servers
+	// secrets are the cluster's secrets (node.WithClusterSecrets; none:
+	// an open cluster).
+	secrets [][]byte
+	signal  string                 // webrtc: the signalling server's URL
+	key     string                 // webrtc: the signalling server's API key ("": the default)
+	ice     func(net.IP) bool      // webrtc: the addresses ICE may use (nil: loopback)
+	servers []pionwebrtc.ICEServer // webrtc: STUN and TURN servers
 	// waitSignal has a webrtc node wait for an unreachable signalling
 	// server, for at most signalPatience (0: no limit).
 	waitSignal     bool
@@ -198,13 +204,23 @@ type nodeSpec struct {
 func (m *meshFlags) clusterSpec(stderr io.Writer, log *slog.Logger) (spec nodeSpec, stop func(), err error) {
 	spec = nodeSpec{kind: m.transport, listen: m.clusterListen(), nodeName: m.name}
 	stop = func() {}
+	if m.secretFile != "" {
+		secrets, exposed, err := secretfile.Read(m.secretFile)
+		if err != nil {
+			return spec, stop, usagef("--secret-file: %w", err)
+		}
+		if exposed {
+			log.Warn("the secret file may be read by other users: chmod 600 it", "path", m.secretFile)
+		}
+		spec.secrets = secrets
+	}
 	if m.transport != transportWebRTC {
 		return spec, stop, nil
 	}
 	if m.signal == "" && m.serveSignal == "" {
 		return spec, stop, usagef("a webrtc cluster needs a PeerJS signalling server: --signal URL of a running one, or --serve-signal HOST:PORT to serve one in this process")
 	}
-	spec = nodeSpec{kind: m.transport, nodeName: m.name, name: m.peerID, signal: m.signal, key: m.signalKey, ice: m.ice, servers: m.iceServers, signalHint: m.signal, waitSignal: true}
+	spec = nodeSpec{kind: m.transport, nodeName: m.name, secrets: spec.secrets, name: m.peerID, signal: m.signal, key: m.signalKey, ice: m.ice, servers: m.iceServers, signalHint: m.signal, waitSignal: true}
 	if spec.ice == nil {
 		spec.ice = rtcsetup.ClusterICE
 	}
@@ -274,6 +290,9 @@ func newNode(ctx context.Context, s nodeSpec, log *slog.Logger) (*node.Node, err
 	opts := []node.Option{node.WithLogger(log)}
 	if s.nodeName != "" {
 		opts = append(opts, node.WithName(s.nodeName))
+	}
+	if len(s.secrets) > 0 {
+		opts = append(opts, node.WithClusterSecrets(s.secrets...))
 	}
 	n, err := node.New(tr, opts...)
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	pionwebrtc "github.com/pion/webrtc/v4"
 
 	"github.com/distrirender/distrirender/internal/rtcsetup"
+	"github.com/distrirender/distrirender/internal/secretfile"
 	"github.com/distrirender/distrirender/meshapi"
 	"github.com/distrirender/distrirender/transport/webrtc"
 )
@@ -78,6 +78,7 @@ type runConfig struct {
 	DiscoverInterval time.Duration
 	ID               string
 	IDFile           string
+	SecretFile       string
 	Name             string
 	LogLevel         slog.Level
 	LogFormat        string
@@ -128,6 +129,7 @@ func runFlags(fs *flag.FlagSet, c *runConfig) {
 	fs.DurationVar(&c.DiscoverInterval, "discover-interval", 10*time.Second, "how often to browse mDNS with --discover")
 	fs.StringVar(&c.ID, "id", "", "this node's `UUID` (default: random at every start, or kept in --id-file)")
 	fs.StringVar(&c.IDFile, "id-file", "", "`PATH` of a file holding the node's UUID; created with a random one if missing")
+	fs.StringVar(&c.SecretFile, "secret-file", "", "`PATH` of the cluster's secrets, one per line (the first proves this node, all are accepted: rotation); with it only nodes holding a secret join, and the node's UUID comes from its identity key, kept in --id-file's path + .key (docs/SECURITY.md)")
 	fs.StringVar(&c.Name, "name", "", "this node's human `NAME`, advertised to the mesh and shown by status, topology and the page; send takes it instead of the UUID when it is unique (at most 64 bytes, no control characters)")
 	c.LogLevel = slog.LevelInfo
 	fs.Var(levelFlag{&c.LogLevel}, "log-level", "log `LEVEL`: debug, info, warn or error (default info)")
@@ -159,6 +161,9 @@ func (c *runConfig) validate() error {
 	}
 	if c.ID != "" && c.IDFile != "" {
 		return errors.New("give --id or --id-file, not both")
+	}
+	if c.ID != "" && c.SecretFile != "" {
+		return errors.New("with --secret-file the UUID comes from the identity key: give --id-file, not --id")
 	}
 	if c.ID != "" {
 		if _, err := parseID(c.ID); err != nil {
@@ -320,36 +325,10 @@ func resolveID(c *runConfig) (uuid.UUID, error) {
 	if err != nil {
 		return uuid.Nil, err
 	}
-	if err := writeFileAtomic(c.IDFile, []byte(id.String()+"\n")); err != nil {
+	if err := secretfile.WriteAtomic(c.IDFile, []byte(id.String()+"\n")); err != nil {
 		return uuid.Nil, fmt.Errorf("--id-file: %w", err)
 	}
 	return id, nil
-}
-
-// writeFileAtomic writes b to path through a temporary file and a rename,
-// so that a crash leaves either no file or the whole one.
-func writeFileAtomic(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, ".meshnode-id-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
 
 // clientFlags are the flags of the client commands that `meshnode run`

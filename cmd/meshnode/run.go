@@ -53,7 +53,7 @@ func newLogger(w io.Writer, c *runConfig) *slog.Logger {
 // when start-up fails.
 func runDaemon(ctx context.Context, c *runConfig, deps daemonDeps) error {
 	log := newLogger(deps.logOut, c)
-	id, err := resolveID(c)
+	id, sec, err := resolveIdentity(c, log)
 	if err != nil {
 		return err
 	}
@@ -105,6 +105,7 @@ func runDaemon(ctx context.Context, c *runConfig, deps daemonDeps) error {
 	if id != uuid.Nil {
 		opts = append(opts, node.WithID(id))
 	}
+	opts = append(opts, sec...)
 	if c.Name != "" {
 		opts = append(opts, node.WithName(c.Name))
 	}

@@ -18,6 +18,7 @@ package meshtest
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -70,6 +71,14 @@ func Fast(extra ...node.Option) []node.Option {
 		node.WithKeepalive(50*time.Millisecond, 4),
 		node.WithReliability(reliability.Config{MinRTO: 10 * time.Millisecond, InitialRTO: 50 * time.Millisecond, MaxRTO: 500 * time.Millisecond}),
 	}, extra...)
+}
+
+// Member returns the options of member number i of a closed cluster with
+// secret: a fixed identity key of its own, so that its UUID (the key's)
+// overrides the one Mesh.Add draws, and the secret. extra come after.
+func Member(secret []byte, i int, extra ...node.Option) []node.Option {
+	key := ed25519.NewKeyFromSeed(binary.BigEndian.AppendUint64(make([]byte, 24), uint64(i)+1))
+	return append([]node.Option{node.WithIdentity(key), node.WithClusterSecrets(secret)}, extra...)
 }
 
 // Listener makes the transport of the mesh's node i and returns it with

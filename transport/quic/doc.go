@@ -51,12 +51,18 @@
 //
 // # Security
 //
-// The mesh authenticates nothing yet. With a nil Config.TLS, each Transport
-// generates a fresh self-signed ECDSA P-256 certificate, and when dialling it
-// accepts any certificate the peer presents: the link is encrypted, but
-// neither side knows who is on the other end, and an active attacker on the
-// path can sit in the middle. Set Config.TLS to use your own certificates and
-// to verify peers (RootCAs for servers, ClientAuth and ClientCAs for clients).
+// This transport authenticates nothing by itself; the node layer does, in
+// a cluster with a secret (docs/SECURITY.md). With a nil Config.TLS, each
+// Transport generates a fresh self-signed ECDSA P-256 certificate, and when
+// dialling it accepts any certificate the peer presents: the link is
+// encrypted, but neither side knows who is on the other end, and an active
+// attacker on the path can sit in the middle. Set Config.TLS to use your own
+// certificates and to verify peers (RootCAs for servers, ClientAuth and
+// ClientCAs for clients): mutual TLS with a cluster CA.
+//
+// Above 32 new connection attempts a second (after a burst of 64), clients
+// must prove their source address with a Retry first (RFC 9000 §8.1.2), so
+// that Initial packets from spoofed addresses cost the transport no state.
 //
 // # Flow control and buffers
 //

@@ -167,7 +167,9 @@ func Listen(addr string, cfg Config) (*Transport, error) {
 	listenConf.MaxIncomingStreams = 1
 	dialConf.MaxIncomingStreams = -1
 
-	qt := &quicgo.Transport{Conn: udp}
+	// Above a rate of new connections, clients prove their source address
+	// first (retry.go).
+	qt := &quicgo.Transport{Conn: udp, VerifySourceAddress: newRetryPolicy(time.Now).verify}
 	ln, err := qt.Listen(serverTLS, listenConf)
 	if err != nil {
 		_ = qt.Close()

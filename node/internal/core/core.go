@@ -83,6 +83,11 @@ type Config struct {
 	// already have their defaults applied.
 	Rel     reliability.Config
 	Routing routing.Config
+	// Auth, when it holds secrets, signs this node's link state with
+	// Auth.Key and makes every remote record and change checked against
+	// its origin's key before it touches routing (docs/SECURITY.md). The
+	// handshake itself is the driver's (Credentials' methods).
+	Auth Credentials
 	// Rand draws jitter and random choices. The simulator seeds it.
 	Rand *rand.Rand
 	// Logger receives the Core's log lines.
@@ -131,6 +136,8 @@ type Stats struct {
 	Failed                     uint64
 	NeighborsUp, NeighborsDown uint64
 	TopologyFrames             uint64
+	RateLimited                uint64
+	Forged                     uint64
 }
 
 // EventKind says what an Event reports; node.EventKind has the same values.
@@ -237,6 +244,7 @@ type Core struct {
 	members membership
 	held    held      // data frames waiting for a route
 	ackHeld time.Time // when the acks due started waiting for a reply (holdAcks)
+	sealer  *sealer   // end-to-end sealing of data and acks; nil without a secret (e2e.go)
 
 	closed bool
 }
@@ -246,6 +254,9 @@ func New(cfg Config, now time.Time) *Core {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Auth.On() {
+		cfg.Routing.Signer = newSigner(cfg.Auth.Key)
+	}
 	if cfg.Rand == nil {
 		cfg.Rand = rand.New(rand.NewPCG(cfg.Epoch, cfg.Epoch^0x9e3779b97f4a7c15))
 	}
@@ -254,6 +265,9 @@ func New(cfg Config, now time.Time) *Core {
 		log: cfg.Logger,
 		now: now,
 		rt:  routing.New(cfg.ID, cfg.Epoch, now, cfg.Routing),
+	}
+	if cfg.Auth.On() {
+		c.sealer = newSealer(cfg.ID, cfg.Auth.Key)
 	}
 	c.peers.init()
 	c.streams.init(c)
@@ -343,6 +357,9 @@ func (c *Core) emit(e Event) { c.out.Events = append(c.out.Events, e) }
 // powers of two so that a flood of garbage cannot flood the log.
 func (c *Core) hostile(from uuid.UUID, what string, err error) {
 	c.stats.Hostile++
+	if errors.Is(err, routing.ErrForged) || errors.Is(err, ErrAuth) {
+		c.stats.Forged++
+	}
 	if n := c.stats.Hostile; n&(n-1) == 0 {
 		c.log.Warn("hostile input", "from", from, "what", what, "err", err, "total", n)
 	}

@@ -89,7 +89,7 @@ func framesOf(rd Ready) [][]byte {
 	return out
 }
 
-func mustDecode(t *testing.T, f []byte) message.Message {
+func mustDecode(t testing.TB, f []byte) message.Message {
 	t.Helper()
 	m, err := message.Decode(f, 0)
 	if err != nil {

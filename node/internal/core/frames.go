@@ -1,6 +1,7 @@
 package core
 
 import (
+	"errors"
 	"slices"
 	"time"
 
@@ -51,6 +52,11 @@ func (c *Core) Frame(now time.Time, link LinkID, m message.Message, raw []byte) 
 		// The dialler did not get the welcome (lost, or still on its way)
 		// and says hello again, within its handshake: welcome it again.
 		c.enqueue(p, c.control(message.TypeWelcome, uuid.Nil, 0, c.hello().Append(nil)), true)
+	case message.TypeChallenge:
+		if !p.dialed || now.Sub(p.since) >= c.cfg.Handshake {
+			c.hostile(p.id, "challenge after the handshake", nil)
+		}
+		// A copy of the challenge this node answered before the welcome.
 	case message.TypeWelcome:
 		if !p.dialed {
 			c.hostile(p.id, "welcome to a node that did not dial", nil)
@@ -80,8 +86,16 @@ func (c *Core) Frame(now time.Time, link LinkID, m message.Message, raw []byte) 
 			c.hostile(p.id, "network_state_request", err)
 			return
 		}
+		if len(req) == 0 && !p.bulk.take(now) {
+			c.stats.RateLimited++
+			return
+		}
 		c.ls.sendStates([]*peer{p}, c.rt.States(req))
 	case message.TypeNetworkStateDigest:
+		if !p.bulk.take(now) {
+			c.stats.RateLimited++
+			return
+		}
 		d, err := message.DecodeDigest(m.Body)
 		if err != nil {
 			c.hostile(p.id, "network_state_digest", err)
@@ -112,8 +126,21 @@ func (c *Core) onData(p *peer, m message.Message, raw []byte) {
 	switch {
 	case m.Header.Type == message.TypeMsgBroadcast && m.Header.Target == uuid.Nil:
 		c.onFlood(p, m, raw)
+		return
 	case m.Header.Target != c.cfg.ID:
 		c.forward(m, raw)
+		return
+	}
+	if c.sealer != nil {
+		if err := c.sealer.open(c, &m, raw); errors.Is(err, errNoKey) {
+			c.stats.DroppedNoRoute++ // as for data from a node not known yet
+			return
+		} else if err != nil {
+			c.hostile(p.id, "data frame", err)
+			return
+		}
+	}
+	switch {
 	case m.Header.Type == message.TypeAck:
 		c.streams.onAck(p, m)
 	default:
@@ -135,6 +162,14 @@ func (c *Core) forward(m message.Message, raw []byte) {
 func (c *Core) onFlood(from *peer, m message.Message, raw []byte) {
 	if !c.rt.Known(m.UID.Node) {
 		return // we could not acknowledge it; the origin repairs later
+	}
+	if c.sealer != nil {
+		if err := c.sealer.openFlood(c, &m, raw); errors.Is(err, errNoKey) {
+			return // as for an unknown origin
+		} else if err != nil {
+			c.hostile(from.id, "broadcast", err)
+			return
+		}
 	}
 	// The frame is shared with the writers that re-flood it, so the
 	// application gets its own copy of the body.

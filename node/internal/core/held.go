@@ -40,7 +40,7 @@ func (c *Core) transmitData(dst uuid.UUID, f []byte) {
 	h := &c.held
 	if h.n == 0 || len(h.frames[dst]) == 0 {
 		if p := c.nextHop(dst); p != nil {
-			c.enqueue(p, f, false)
+			c.send(p, dst, f, false)
 			return
 		}
 	}
@@ -78,7 +78,7 @@ func (c *Core) releaseHeld() {
 		fs := h.frames[dst]
 		for _, f := range fs {
 			if p != nil {
-				c.enqueue(p, f, false)
+				c.send(p, dst, f, false)
 			} else {
 				c.stats.DroppedNoRoute++
 			}

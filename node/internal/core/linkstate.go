@@ -172,6 +172,9 @@ func (ls *linkState) tick() {
 		for i, st := range expired {
 			gone[i] = st.Origin
 			delete(c.peers.patience, st.Origin)
+			if c.sealer != nil {
+				c.sealer.forget(st.Origin)
+			}
 			if len(st.Neighbors) > 0 && len(st.Addrs) > 0 {
 				// Not a node that left (its last record would list no
 				// neighbour): most likely the other side of a split.

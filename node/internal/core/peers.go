@@ -30,6 +30,7 @@ type peer struct {
 	lastRecv time.Time
 	lastSent time.Time
 	silence  time.Duration // how long it may stay silent: see patience
+	bulk     bucket        // digests and full requests it may send (limits.go)
 }
 
 // queued is how many bytes of data frames wait for, or are in, the edge's
@@ -161,11 +162,28 @@ func (c *Core) route(dst uuid.UUID, f []byte, ctrl bool) bool {
 		c.stats.DroppedNoRoute++
 		return false
 	}
+	return c.send(p, dst, f, ctrl)
+}
+
+// send queues f for dst towards p, sealed first if it is a data frame or an
+// ack this node originates in a closed cluster (e2e.go).
+func (c *Core) send(p *peer, dst uuid.UUID, f []byte, ctrl bool) bool {
+	if c.sealer != nil && c.sealed(f, false) {
+		sf, err := c.sealer.seal(c, dst, f)
+		if err != nil {
+			c.stats.DroppedNoRoute++ // the destination's signed record is not known yet
+			return false
+		}
+		f = sf
+	}
 	return c.enqueue(p, f, ctrl)
 }
 
 // flood queues f for every neighbour but except.
 func (c *Core) flood(except *peer, f []byte, ctrl bool) int {
+	if c.sealer != nil && except == nil && c.sealed(f, true) {
+		f = c.sealer.signFlood(f)
+	}
 	n := 0
 	for _, p := range c.peers.list {
 		if p != except && c.enqueue(p, f, ctrl) {

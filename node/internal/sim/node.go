@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"crypto/ed25519"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -30,7 +31,8 @@ type Node struct {
 	idx   int
 	ID    uuid.UUID
 	Addr  string
-	Life  int // 0 for the first life, +1 at every restart
+	Life  int                // 0 for the first life, +1 at every restart
+	key   ed25519.PrivateKey // with Sim.Secret: the identity key
 	core  *core.Core
 	alive bool
 	ends  map[core.LinkID]*end
@@ -71,7 +73,17 @@ type plan struct {
 // AddNode adds a node listening at "n<i>" and starts it.
 func (s *Sim) AddNode() *Node {
 	i := len(s.nodes)
-	n := &Node{sim: s, idx: i, ID: s.newID(), Addr: fmt.Sprintf("n%d", i), rec: s.rec}
+	n := &Node{sim: s, idx: i, Addr: fmt.Sprintf("n%d", i), rec: s.rec}
+	if s.Secret != nil {
+		seed := make([]byte, ed25519.SeedSize)
+		for j := range seed {
+			seed[j] = byte(s.rng.UintN(256))
+		}
+		n.key = ed25519.NewKeyFromSeed(seed)
+		n.ID = core.IDFromKey(n.key.Public().(ed25519.PublicKey))
+	} else {
+		n.ID = s.newID()
+	}
 	s.nodes = append(s.nodes, n)
 	s.byAddr[n.Addr] = n
 	n.start()
@@ -96,6 +108,9 @@ func (n *Node) start() {
 	cfg.Epoch = uint64(n.Life+1) << 32
 	cfg.Addrs = []string{n.Addr}
 	cfg.Rand = rand.New(rand.NewPCG(s.rng.Uint64(), s.rng.Uint64()))
+	if s.Secret != nil {
+		cfg.Auth = core.Credentials{Secrets: [][]byte{s.Secret}, Key: n.key}
+	}
 	if s.Configure != nil {
 		s.Configure(n.idx, &cfg)
 	}

@@ -48,8 +48,15 @@ func envInt(t *testing.T, name string, def int) int {
 // subtest named by its seed; a failing one prints the command that replays
 // it alone (MESH_SEED=<seed> SIM_SEEDS=1).
 func TestSimProperty(t *testing.T) {
+	seeds(t, 20, func(t *testing.T, seed uint64) { propertyRun(t, seed, nil) })
+}
+
+// seeds runs run on SIM_SEEDS consecutive seeds (default runs) from the
+// test's seed, each as a subtest named by its seed, within SIM_BUDGET
+// seconds of wall time (default 60).
+func seeds(t *testing.T, runs int, run func(t *testing.T, seed uint64)) {
 	base := testutil.Seed(t)
-	runs := envInt(t, "SIM_SEEDS", 20)
+	runs = envInt(t, "SIM_SEEDS", runs)
 	budget := time.Duration(envInt(t, "SIM_BUDGET", 60)) * time.Second
 	start := time.Now()
 	for i := range runs {
@@ -58,12 +65,22 @@ func TestSimProperty(t *testing.T) {
 			break
 		}
 		seed := base + uint64(i)
-		t.Run(fmt.Sprint(seed), func(t *testing.T) { propertyRun(t, seed) })
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { run(t, seed) })
 	}
 }
 
-func propertyRun(t *testing.T, seed uint64) {
+// TestSimPropertySecure is TestSimProperty in a closed cluster: signed link
+// state and sealed data must keep the promise through the same faults,
+// restarts included, and no member takes another's frames for forgeries. SIM_SEEDS and
+// SIM_BUDGET as there (default 5 runs).
+func TestSimPropertySecure(t *testing.T) {
+	secret := []byte("a cluster secret for the sim....")
+	seeds(t, 5, func(t *testing.T, seed uint64) { propertyRun(t, seed, secret) })
+}
+
+func propertyRun(t *testing.T, seed uint64, secret []byte) {
 	s := sim.New(seed)
+	s.Secret = secret
 	var trace []string
 	s.Trace = func(line string) {
 		if len(trace) >= 300 {
@@ -73,8 +90,8 @@ func propertyRun(t *testing.T, seed uint64) {
 	}
 	defer func() {
 		if t.Failed() {
-			t.Logf("replay: MESH_SEED=%d SIM_SEEDS=1 go test -run '^TestSimProperty$' ./node/internal/sim/\nlast trace lines:\n%s",
-				seed, strings.Join(trace, "\n"))
+			t.Logf("replay: MESH_SEED=%d SIM_SEEDS=1 go test -run '^%s$' ./node/internal/sim/\nlast trace lines:\n%s",
+				seed, strings.Split(t.Name(), "/")[0], strings.Join(trace, "\n"))
 		}
 	}()
 	r := s.Rand()
@@ -202,4 +219,13 @@ func propertyRun(t *testing.T, seed uint64) {
 	}
 	s.HealAll()
 	settle(t, s, rec, 30*time.Minute)
+	if secret != nil {
+		forged := uint64(0)
+		for _, n := range s.Nodes() {
+			forged += n.Core().Stats().Forged
+		}
+		if forged != 0 {
+			t.Errorf("members took %d of each other's frames for forgeries", forged)
+		}
+	}
 }

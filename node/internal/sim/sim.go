@@ -59,6 +59,12 @@ type Sim struct {
 	// Configure, when set, adjusts each core's configuration before it
 	// starts (and restarts).
 	Configure func(i int, c *core.Config)
+	// Secret, when set before the nodes are added, makes a closed cluster:
+	// each node gets an identity key drawn from the seed (its UUID is the
+	// key's, kept across restarts) and the secret, so that link state is
+	// signed and data sealed end to end (docs/SECURITY.md). The handshake's
+	// challenge-response is the driver's and is not simulated.
+	Secret []byte
 	// Trace, when set, receives a line per event.
 	Trace func(string)
 	cut   map[[2]int]bool // partitioned pairs, smaller index first
