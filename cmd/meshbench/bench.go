@@ -40,6 +40,9 @@ type Cell struct {
 	Hops int `json:"hops"`
 	// Window is the mesh's reliability window; 0 for raw and edge.
 	Window int `json:"window,omitempty"`
+	// Sealed marks a mesh whose nodes share a cluster secret: signed link
+	// state, data and acks sealed end to end (AES-256-GCM).
+	Sealed bool `json:"sealed,omitempty"`
 	// Workload is throughput, latency, setup, failover or join.
 	Workload string `json:"workload"`
 	// Size is the message size of throughput and latency, in bytes.
@@ -47,9 +50,12 @@ type Cell struct {
 }
 
 // Label is the cell's layer as the tables show it: "raw", "edge",
-// "mesh w10".
+// "mesh w10", "mesh w256 sealed".
 func (c Cell) Label() string {
-	if c.Layer == layerMesh && c.Window > 0 {
+	switch {
+	case c.Layer == layerMesh && c.Window > 0 && c.Sealed:
+		return fmt.Sprintf("mesh w%d sealed", c.Window)
+	case c.Layer == layerMesh && c.Window > 0:
 		return fmt.Sprintf("mesh w%d", c.Window)
 	}
 	return c.Layer
@@ -129,10 +135,12 @@ func (m *Measurement) value() float64 {
 	return 0
 }
 
-// layerSpec is a layer of a block: raw, edge, or mesh with a window.
+// layerSpec is a layer of a block: raw, edge, or mesh with a window,
+// sealed or not.
 type layerSpec struct {
 	layer  string
 	window int
+	sealed bool
 }
 
 // unit is what runs as one piece: a block (the paths of every layer of one
@@ -147,7 +155,7 @@ type unit struct {
 
 // cells lists the cells of one layer of a unit, given the run's sizes.
 func (u unit) cells(l layerSpec, sizes []int) []Cell {
-	base := Cell{Transport: u.transport, Layer: l.layer, Hops: u.hops, Window: l.window}
+	base := Cell{Transport: u.transport, Layer: l.layer, Hops: u.hops, Window: l.window, Sealed: l.sealed}
 	if u.workload != wThroughput {
 		base.Workload = u.workload
 		return []Cell{base}
@@ -174,16 +182,17 @@ func (cfg *config) units() []unit {
 	// The seed's fixed window of 10 (cap 10: no room to grow), beside the
 	// large cap that congestion control grows into (the default, 256).
 	def := reliability.DefaultInitialWindow
-	layers := []layerSpec{{layerRaw, 0}, {layerEdge, 0}, {layerMesh, def}, {layerMesh, cfg.bigWindow}}
+	// The sealed mesh (a closed cluster) measures what security costs.
+	layers := []layerSpec{{layerRaw, 0, false}, {layerEdge, 0, false}, {layerMesh, def, false}, {layerMesh, cfg.bigWindow, false}, {layerMesh, cfg.bigWindow, true}}
 	var out []unit
 	for _, t := range cfg.transports {
 		for _, hops := range []int{1, 3} {
 			out = append(out, unit{transport: t, hops: hops, workload: wThroughput, layers: layers})
 		}
-		out = append(out, unit{transport: t, hops: 3, workload: wFailover, layers: []layerSpec{{layerMesh, def}}})
+		out = append(out, unit{transport: t, hops: 3, workload: wFailover, layers: []layerSpec{{layerMesh, def, false}}})
 	}
 	if slices.Contains(cfg.transports, tMemory) && cfg.joinNodes > 1 {
-		out = append(out, unit{transport: tMemory, workload: wJoin, layers: []layerSpec{{layerMesh, def}}})
+		out = append(out, unit{transport: tMemory, workload: wJoin, layers: []layerSpec{{layerMesh, def, false}}})
 	}
 	return out
 }
@@ -267,7 +276,7 @@ func (b *bench) buildPath(ctx context.Context, u unit, l layerSpec) (*path, erro
 	case layerEdge:
 		p, err = chainPath(ctx, u.hops, func(ctx context.Context) (*link, error) { return b.ts.edgeLink(ctx, u.transport) })
 	default:
-		p, err = b.ts.meshPath(ctx, u.transport, u.hops, l.window)
+		p, err = b.ts.meshPath(ctx, u.transport, u.hops, l.window, l.sealed)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("building the path: %w", err)
@@ -330,7 +339,7 @@ func (b *bench) runBlock(ctx context.Context, u unit) {
 			if p == nil {
 				continue
 			}
-			m := b.begin(Cell{Transport: u.transport, Layer: l.layer, Hops: u.hops, Window: l.window, Workload: g.workload, Size: g.size})
+			m := b.begin(Cell{Transport: u.transport, Layer: l.layer, Hops: u.hops, Window: l.window, Sealed: l.sealed, Workload: g.workload, Size: g.size})
 			m.PathMs = ms(built[l])
 			if err := b.measure(ctx, p, &m); err != nil {
 				m.Err = err.Error()

@@ -230,13 +230,21 @@ func (e nodeEnd) Receive(ctx context.Context) ([]byte, error) {
 	return d.Body, err
 }
 
+// benchSecret is the cluster secret of the sealed mesh layer.
+var benchSecret = []byte("meshbench cluster secret, 32 B..")
+
 // meshOptions are the options of every node of the mesh layer: the defaults
-// but no balancing (a hand-built line must stay a line) and the window.
-func meshOptions(window int) []node.Option {
-	return []node.Option{
+// but no balancing (a hand-built line must stay a line), the window and,
+// when sealed, a cluster secret.
+func meshOptions(window int, sealed bool) []node.Option {
+	opts := []node.Option{
 		node.WithMinConnections(0),
 		node.WithReliability(reliability.Config{Window: window}),
 	}
+	if sealed {
+		opts = append(opts, node.WithClusterSecrets(benchSecret))
+	}
+	return opts
 }
 
 // addNodes starts count nodes of kind name with opts on the path, which
@@ -277,10 +285,10 @@ func connect(ctx context.Context, nodes []*node.Node, i, j int) error {
 }
 
 // meshPath makes a line of hops+1 nodes of kind name with window (0: the
-// default), and waits until the ends route to each other.
-func (ts *transports) meshPath(ctx context.Context, name string, hops, window int) (*path, error) {
+// default), sealed or not, and waits until the ends route to each other.
+func (ts *transports) meshPath(ctx context.Context, name string, hops, window int, sealed bool) (*path, error) {
 	p := newPath()
-	nodes, _, err := ts.addNodes(ctx, p, name, hops+1, meshOptions(window))
+	nodes, _, err := ts.addNodes(ctx, p, name, hops+1, meshOptions(window, sealed))
 	if err != nil {
 		p.close()
 		return nil, err

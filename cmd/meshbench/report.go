@@ -267,7 +267,7 @@ func writeMarkdown(w io.Writer, r *Report) {
 		ratio, retx, drops := "", "", ""
 		if s.Layer != layerRaw {
 			k := s.Cell
-			k.Layer, k.Window = s.Label(), 0
+			k.Layer, k.Window, k.Sealed = s.Label(), 0, false
 			ratio = spreadPct(rat[k])
 		}
 		if s.Layer == layerMesh {

@@ -206,7 +206,7 @@ func (ts *transports) failover(ctx context.Context, name string, pre, post time.
 	var res failoverResult
 	p := newPath()
 	defer p.close()
-	nodes, trs, err := ts.addNodes(ctx, p, name, 5, meshOptions(0))
+	nodes, trs, err := ts.addNodes(ctx, p, name, 5, meshOptions(0, false))
 	if err != nil {
 		return res, err
 	}
