@@ -74,8 +74,9 @@ type Stats struct {
 	// HandshakesRefused counts incoming edges closed at once because too
 	// many handshakes were under way.
 	HandshakesRefused uint64 `json:"handshakes_refused"`
-	// RateLimited counts digests and whole-database requests dropped over
-	// a neighbour's rate limit.
+	// RateLimited counts control frames (digests and whole-database
+	// requests, or any beyond the control limit) dropped over a
+	// neighbour's rate limits.
 	RateLimited uint64 `json:"rate_limited"`
 	// Forged counts the hostile frames not signed or sealed by the node
 	// they claim to come from.

@@ -257,6 +257,21 @@ func Seal(frame []byte, n int) []byte {
 	return f
 }
 
+// MarkCongestion sets FlagCongestion in an encoded frame, in place.
+func MarkCongestion(frame []byte) {
+	if len(frame) > offFlags {
+		frame[offFlags] |= byte(FlagCongestion)
+	}
+}
+
+// ClearCongestion clears FlagCongestion in an encoded frame or header, in
+// place (what end-to-end sealing covers leaves it out).
+func ClearCongestion(frame []byte) {
+	if len(frame) > offFlags {
+		frame[offFlags] &^= byte(FlagCongestion)
+	}
+}
+
 // TagCovers returns the two runs of a frame sealed with an n-byte tag that
 // the tag covers: everything before the hop limit, and everything after it
 // up to the tag. The hop limit is left out because forwarders lower it.

@@ -184,7 +184,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"type 0", mutate(valid, setByte(offType, 0)), 0, ErrType, offType},
 		{"type 13", mutate(valid, setByte(offType, byte(typeMax)+1)), 0, ErrType, offType},
 		{"type 255", mutate(valid, setByte(offType, 255)), 0, ErrType, offType},
-		{"flag bit 2", mutate(valid, setByte(offFlags, 4)), 0, ErrMalformed, offFlags},
+		{"flag bit 3", mutate(valid, setByte(offFlags, 8)), 0, ErrMalformed, offFlags},
 		{"flag bit 7", mutate(valid, setByte(offFlags, 0x81)), 0, ErrMalformed, offFlags},
 		{"over maxBody", valid, 63, ErrTooLarge, offBodyLen},
 		{"at maxBody", valid, 64, nil, 0},
@@ -269,7 +269,7 @@ func TestDecodeHeaderErrors(t *testing.T) {
 		{"short", valid[:10], ErrTruncated},
 		{"version", mutate(valid, func(b []byte) []byte { b[0] = Version + 1; return b }), ErrVersion},
 		{"type", mutate(valid, func(b []byte) []byte { b[1] = 0; return b }), ErrType},
-		{"flags", mutate(valid, func(b []byte) []byte { b[2] = 4; return b }), ErrMalformed},
+		{"flags", mutate(valid, func(b []byte) []byte { b[2] = 8; return b }), ErrMalformed},
 		{"data index", mutate(valid, func(b []byte) []byte { b[offIndex] = 0x80; return b }), ErrMalformed},
 		{"ack index", mutate(valid, func(b []byte) []byte { b[offType] = byte(TypeAck); return b }), ErrMalformed},
 	}
@@ -298,7 +298,7 @@ func TestMessageValidate(t *testing.T) {
 	}{
 		{"ok", Message{UID: UID{Index: 0}, Header: Header{Type: TypeMsg}}, nil},
 		{"type", Message{Header: Header{Type: 0}}, ErrType},
-		{"flags", Message{Header: Header{Type: TypeAck, Flags: 4}, UID: UID{Index: -1}}, ErrMalformed},
+		{"flags", Message{Header: Header{Type: TypeAck, Flags: 8}, UID: UID{Index: -1}}, ErrMalformed},
 		{"ack index", Message{Header: Header{Type: TypeAck}}, ErrMalformed},
 		{"msg index", Message{Header: Header{Type: TypeMsg}, UID: UID{Index: -7}}, ErrMalformed},
 		{"size", Message{Header: Header{Type: TypeMsg}, Body: make([]byte, 11)}, ErrTooLarge},
@@ -338,7 +338,7 @@ func TestTypeAndFlags(t *testing.T) {
 	if len(names) != int(typeMax) {
 		t.Fatalf("%d named types, want %d", len(names), typeMax)
 	}
-	if !Flags(0).Valid() || !FlagBroadcastStream.Valid() || !FlagSealed.Valid() || Flags(4).Valid() {
+	if !Flags(0).Valid() || !FlagBroadcastStream.Valid() || !FlagSealed.Valid() || !FlagCongestion.Valid() || Flags(8).Valid() {
 		t.Fatal("Flags.Valid")
 	}
 }

@@ -128,8 +128,15 @@ const (
 	// flooded msg_broadcast, whose body then ends with its origin's
 	// SigSize-byte signature (docs/SECURITY.md).
 	FlagSealed Flags = 1 << 1
+	// FlagCongestion on a msg is set by a node that forwarded it while its
+	// queue towards the next hop was crowded; on an ack it echoes that the
+	// receiver saw the mark on the stream since its previous ack, and the
+	// sender shrinks its window as for a loss (ECN, RFC 3168, without the
+	// loss). Forwarders set it in place, so end-to-end sealing does not
+	// cover it.
+	FlagCongestion Flags = 1 << 2
 
-	flagsKnown = FlagBroadcastStream | FlagSealed
+	flagsKnown = FlagBroadcastStream | FlagSealed | FlagCongestion
 )
 
 // TagSize is the size of the AEAD tag at the end of a sealed frame's body.

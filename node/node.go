@@ -164,6 +164,7 @@ type Stats struct {
 	Delivered                  uint64 // messages handed to the application
 	Duplicates                 uint64 // data frames received again and dropped
 	Retransmits                uint64 // end-to-end retransmissions
+	CongestionMarks            uint64 // acks that said a node on the way forwarded this node's data through a crowded queue
 	Failed                     uint64 // messages reported as DeliveryFailed
 	EventsDropped              uint64 // events lost because Events() was not drained
 	NeighborsUp, NeighborsDown uint64 // edges established / edges lost
@@ -176,9 +177,11 @@ type Stats struct {
 	// many handshakes were under way, in all or from their source host
 	// (WithHandshakeLimits).
 	HandshakesRefused uint64
-	// RateLimited counts digests and whole-database requests dropped
-	// because a neighbour sent more than 32 at once or 10 a second after
-	// that: each makes this node send much of its database.
+	// RateLimited counts control frames dropped over a neighbour's rate
+	// limits: digests and whole-database requests beyond 32 at once or 10
+	// a second after that (each makes this node send much of its
+	// database), and any control frame beyond 4,096 at once or 5,000 a
+	// second (data and acks are bounded by windows instead).
 	RateLimited uint64
 	// Forged counts the frames among Hostile that were not signed or
 	// sealed by the node they claim to come from: link state, data or
@@ -361,7 +364,7 @@ func (n *Node) Stats() Stats {
 		Forwarded: c.Forwarded, DroppedForward: c.DroppedForward,
 		DroppedNoRoute: c.DroppedNoRoute, DroppedHopLimit: c.DroppedHopLimit,
 		Hostile: c.Hostile + bad, Delivered: c.Delivered, Duplicates: c.Duplicates,
-		Retransmits: c.Retransmits, Failed: c.Failed, EventsDropped: n.dropped.Load(),
+		Retransmits: c.Retransmits, CongestionMarks: c.CongestionMarks, Failed: c.Failed, EventsDropped: n.dropped.Load(),
 		NeighborsUp: c.NeighborsUp, NeighborsDown: c.NeighborsDown, TopologyFrames: c.TopologyFrames,
 		AuthFailures: n.authFailures.Load(), HandshakesRefused: n.refused.Load(),
 		RateLimited: c.RateLimited, Forged: c.Forged,

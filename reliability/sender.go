@@ -191,6 +191,16 @@ func (s *Sender) at(j int) *entry { return &s.ring[(s.head+j)%len(s.ring)] }
 // InitialWindow to Window.
 func (s *Sender) CongestionWindow() int { return s.cwnd }
 
+// Congested tells the sender that target from's acknowledgement carried a
+// congestion mark (a queue on the way was crowded): the window shrinks as
+// for a loss, at most once per round trip, and nothing is retransmitted.
+// An unknown target changes nothing.
+func (s *Sender) Congested(now time.Time, from uuid.UUID) {
+	if t := s.targets[from]; t != nil {
+		s.cut(now, t)
+	}
+}
+
 // cut halves the congestion window after a loss of a copy for t, at most
 // once per round trip of t: the losses of one window are one congestion
 // event.

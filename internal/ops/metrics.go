@@ -79,7 +79,7 @@ func NewNodeCollector(n Node) *NodeCollector {
 	counter("auth_failures_total", "Handshakes refused, on either side, for want of a proved cluster secret or identity.", func(s node.Stats) uint64 { return s.AuthFailures })
 	counter("handshakes_refused_total", "Incoming edges closed at once because too many handshakes were under way.", func(s node.Stats) uint64 { return s.HandshakesRefused })
 	counter("forged_frames_total", "Hostile frames not signed or sealed by the node they claim to come from (closed clusters).", func(s node.Stats) uint64 { return s.Forged })
-	counter("rate_limited_total", "Digests and whole-database requests dropped over a neighbour's rate limit.", func(s node.Stats) uint64 { return s.RateLimited })
+	counter("rate_limited_total", "Control frames dropped over a neighbour's rate limits (bulk link-state requests, or any beyond the control limit).", func(s node.Stats) uint64 { return s.RateLimited })
 	counter("messages_delivered_total", "Messages handed to the application.", func(s node.Stats) uint64 { return s.Delivered })
 	counter("duplicate_frames_total", "Data frames received again and dropped.", func(s node.Stats) uint64 { return s.Duplicates })
 	counter("retransmissions_total", "End-to-end retransmissions.", func(s node.Stats) uint64 { return s.Retransmits })

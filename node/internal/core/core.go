@@ -133,6 +133,7 @@ type Stats struct {
 	Delivered                  uint64
 	Duplicates                 uint64
 	Retransmits                uint64
+	CongestionMarks            uint64
 	Failed                     uint64
 	NeighborsUp, NeighborsDown uint64
 	TopologyFrames             uint64

@@ -224,10 +224,13 @@ func (s *sealer) pairOf(c *Core, other uuid.UUID) (*peerKeys, error) {
 }
 
 // aad returns what a sealed frame's AEAD authenticates without encrypting:
-// its header but the hop limit (forwarders lower it), in s.scratch.
+// its header but the hop limit and the congestion mark (forwarders change
+// them), in s.scratch.
 func (s *sealer) aad(f []byte) []byte {
 	head, rest := message.TagCovers(f, 0)
-	return append(append(s.scratch[:0], head...), rest[:message.HeaderSize-len(head)-1]...)
+	a := append(append(s.scratch[:0], head...), rest[:message.HeaderSize-len(head)-1]...)
+	message.ClearCongestion(a) // forwarders may set it
+	return a
 }
 
 // nonce makes the 12-byte GCM nonce of counter n, in s.iv.

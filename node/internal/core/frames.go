@@ -24,6 +24,14 @@ func (c *Core) Frame(now time.Time, link LinkID, m message.Message, raw []byte) 
 	}
 	p.lastRecv = now
 	switch m.Header.Type {
+	case message.TypeMsg, message.TypeAck, message.TypeMsgBroadcast:
+	default:
+		if !p.ctrlIn.take(now, ctrlLimit) {
+			c.stats.RateLimited++
+			return
+		}
+	}
+	switch m.Header.Type {
 	case message.TypeEntryRequest:
 		c.members.onEntryRequest(c, p, m, raw)
 		return
@@ -86,13 +94,13 @@ func (c *Core) Frame(now time.Time, link LinkID, m message.Message, raw []byte) 
 			c.hostile(p.id, "network_state_request", err)
 			return
 		}
-		if len(req) == 0 && !p.bulk.take(now) {
+		if len(req) == 0 && !p.bulk.take(now, bulkLimit) {
 			c.stats.RateLimited++
 			return
 		}
 		c.ls.sendStates([]*peer{p}, c.rt.States(req))
 	case message.TypeNetworkStateDigest:
-		if !p.bulk.take(now) {
+		if !p.bulk.take(now, bulkLimit) {
 			c.stats.RateLimited++
 			return
 		}
@@ -155,7 +163,16 @@ func (c *Core) forward(m message.Message, raw []byte) {
 		return
 	}
 	c.stats.Forwarded++
-	c.route(m.Header.Target, raw, m.Header.Type == message.TypeAck)
+	p := c.nextHop(m.Header.Target)
+	if p == nil {
+		c.stats.DroppedNoRoute++
+		return
+	}
+	if m.Header.Type == message.TypeMsg && c.crowded(p) {
+		// Tell the source before the queue drops (its ack echoes it).
+		message.MarkCongestion(raw)
+	}
+	c.send(p, m.Header.Target, raw, m.Header.Type == message.TypeAck)
 }
 
 // onFlood handles a flooded broadcast: deliver once, re-flood once.

@@ -31,11 +31,20 @@ type peer struct {
 	lastSent time.Time
 	silence  time.Duration // how long it may stay silent: see patience
 	bulk     bucket        // digests and full requests it may send (limits.go)
+	ctrlIn   bucket        // control frames it may send (limits.go)
 }
 
 // queued is how many bytes of data frames wait for, or are in, the edge's
 // writer.
 func (p *peer) queued() int { return p.data.bytes + p.inWrite }
+
+// crowded reports whether p's data queue holds a quarter of its bound, in
+// bytes or frames: this node's own streams wait (push-back), and frames it
+// forwards are marked congested (FlagCongestion), before the queue is full
+// and drops.
+func (c *Core) crowded(p *peer) bool {
+	return p.queued() >= c.cfg.ForwardBytes/4 || p.data.Len() >= c.cfg.ForwardBuf/4
+}
 
 // fifo is a bounded queue of frames that grows only as far as it is used.
 type fifo struct {

@@ -251,29 +251,51 @@ func TestSignerChecksOwnership(t *testing.T) {
 	}
 }
 
-// A neighbour asking for the whole database over and over (an
-// amplification: a few bytes in, every record out) is answered bulkBurst
-// times at once, then once per bulkEvery; the rest is counted.
-func TestBulkRequestsRateLimited(t *testing.T) {
-	const asks = 100
-	a, b := testCore(1, nil), testCore(2, nil)
-	n := newTestNet(t, a, b)
-	ba := n.join(b, a)
-	n.settle()
-	full := HandshakeFrame(b.ID(), b.Epoch(), 8, message.TypeNetworkStateRequest, message.StateRequest{}.Append(nil))
-	for range asks {
-		n.inject(n.wires[ba], full)
+// TestRateLimits floods a neighbour with frames that cost it work: bulk
+// requests (answered with the whole database) past their own small limit,
+// and any control frame past the control limit. Those over the limit are
+// dropped and counted, the edge stays up, and the limit refills with time.
+func TestRateLimits(t *testing.T) {
+	full := func(b *Core) []byte {
+		return HandshakeFrame(b.ID(), b.Epoch(), 8, message.TypeNetworkStateRequest, message.StateRequest{}.Append(nil))
 	}
-	// b's digest when the edge came up took one token.
-	if got := a.Stats().RateLimited; got != asks-bulkBurst+1 {
-		t.Fatalf("%d requests rate-limited, want %d", got, asks-bulkBurst+1)
+	keepalive := func(b *Core) []byte { return HandshakeFrame(b.ID(), b.Epoch(), 8, message.TypeKeepalive, nil) }
+	cases := []struct {
+		name  string
+		frame func(b *Core) []byte
+		l     limit
+		asks  int
+		slack uint64 // tokens b's own frames of the handshake may have taken
+	}{
+		{"empty network_state_request", full, bulkLimit, 100, 1},
+		{"keepalive", keepalive, ctrlLimit, 6000, 64},
 	}
-	n.now = n.now.Add(10 * bulkEvery)
-	for range 20 {
-		n.inject(n.wires[ba], full)
-	}
-	if got := a.Stats().RateLimited; got != asks-bulkBurst+1+10 {
-		t.Fatalf("after a second: %d rate-limited, want %d", got, asks-bulkBurst+1+10)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := testCore(1, nil), testCore(2, nil)
+			n := newTestNet(t, a, b)
+			ba := n.join(b, a)
+			n.settle()
+			f := tc.frame(b)
+			for range tc.asks {
+				n.inject(n.wires[ba], f)
+			}
+			over := uint64(tc.asks - tc.l.burst)
+			got := a.Stats().RateLimited
+			if got < over || got > over+tc.slack {
+				t.Fatalf("%d of %d frames rate-limited, want %d (+%d)", got, tc.asks, over, tc.slack)
+			}
+			if len(a.Neighbors()) != 1 {
+				t.Fatal("the flood cost the edge")
+			}
+			n.now = n.now.Add(10 * tc.l.every)
+			for range 20 {
+				n.inject(n.wires[ba], f)
+			}
+			if d := a.Stats().RateLimited - got; d != 10 {
+				t.Fatalf("after 10 refills: %d of 20 rate-limited, want 10", d)
+			}
+		})
 	}
 }
 

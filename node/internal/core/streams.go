@@ -77,10 +77,10 @@ type streams struct {
 	tombOrder []buried // oldest first; entries whose tomb was dug up or replaced are stale
 	tombSeq   uint64
 
-	ackDue  []rxKey // acks to send once the current batch is handled
-	ackSet  map[rxKey]struct{}
-	blocked []rxKey // streams with deliveries waiting for inbound room
-	room    int     // deliveries the inbound queue can take
+	ackDue  []rxKey        // acks to send once the current batch is handled
+	ackSet  map[rxKey]bool // the streams in ackDue: true if a data frame since the last ack was marked congested
+	blocked []rxKey        // streams with deliveries waiting for inbound room
+	room    int            // deliveries the inbound queue can take
 
 	resets uint64 // unicast streams started or reset so far: new stream epochs
 	// waiting: a stream stopped sending because its first hop's queue was
@@ -93,7 +93,7 @@ func (ss *streams) init(c *Core) {
 	ss.out = make(map[uuid.UUID]*outStream)
 	ss.rx = make(map[rxKey]*reliability.Receiver)
 	ss.tombs = make(map[rxKey]tomb)
-	ss.ackSet = make(map[rxKey]struct{})
+	ss.ackSet = make(map[rxKey]bool)
 	ss.bcast = ss.newStream(uuid.Nil)
 }
 
@@ -231,12 +231,12 @@ func (ss *streams) pump(s *outStream) {
 	}
 }
 
-// firstHopFull reports whether the queue towards dst's next hop holds a
-// quarter of ForwardBytes already: the stream waits rather than queue more
-// (a reliable transport drains it; a full queue would drop).
+// firstHopFull reports whether the queue towards dst's next hop is crowded:
+// the stream waits rather than queue more (a reliable transport drains it;
+// a full queue would drop).
 func (ss *streams) firstHopFull(dst uuid.UUID) bool {
 	p := ss.c.nextHop(dst)
-	return p != nil && p.queued() >= ss.c.cfg.ForwardBytes/4
+	return p != nil && ss.c.crowded(p)
 }
 
 // roomFreed resumes the streams held by a full first hop.
@@ -341,10 +341,11 @@ func (ss *streams) onData(p *peer, m message.Message, bcast bool, body []byte) r
 		c.hostile(p.id, "data frame", err)
 		return v
 	}
+	congested := m.Header.Flags&message.FlagCongestion != 0
 	switch v {
 	case reliability.Accepted:
 		ss.deliver(k, rx)
-		ss.ackNeeded(k)
+		ss.ackNeeded(k, congested)
 	case reliability.Duplicate:
 		c.stats.Duplicates++
 		// A duplicate may still move the delivery point (its base says the
@@ -354,20 +355,23 @@ func (ss *streams) onData(p *peer, m message.Message, bcast bool, body []byte) r
 		// Flood copies arrive once per neighbour; only a copy sent to us
 		// directly (a retransmission) asks for a new ack.
 		if !bcast || m.Header.Target == c.cfg.ID {
-			ss.ackNeeded(k)
+			ss.ackNeeded(k, congested)
 		}
 	case reliability.OutOfWindow:
 		ss.deliver(k, rx)
-		ss.ackNeeded(k)
+		ss.ackNeeded(k, congested)
 	}
 	return v
 }
 
-func (ss *streams) ackNeeded(k rxKey) {
-	if _, ok := ss.ackSet[k]; !ok {
-		ss.ackSet[k] = struct{}{}
+// ackNeeded schedules an ack of stream k; congested notes that a data
+// frame of it came with FlagCongestion, which the ack echoes.
+func (ss *streams) ackNeeded(k rxKey, congested bool) {
+	marked, ok := ss.ackSet[k]
+	if !ok {
 		ss.ackDue = append(ss.ackDue, k)
 	}
+	ss.ackSet[k] = marked || congested
 }
 
 // deliver moves in-order messages from a receive stream to the application
@@ -389,7 +393,7 @@ func (ss *streams) deliver(k rxKey, rx *reliability.Receiver) {
 		ss.room--
 		c.out.Deliveries = append(c.out.Deliveries, Delivery{From: k.src, Body: body, Broadcast: k.bcast, Index: seq})
 		c.stats.Delivered++
-		ss.ackNeeded(k)
+		ss.ackNeeded(k, false)
 	}
 }
 
@@ -397,6 +401,7 @@ func (ss *streams) deliver(k rxKey, rx *reliability.Receiver) {
 func (ss *streams) flushAcks() {
 	c := ss.c
 	for _, k := range ss.ackDue {
+		congested := ss.ackSet[k]
 		delete(ss.ackSet, k)
 		rx := ss.rx[k]
 		if rx == nil {
@@ -405,6 +410,9 @@ func (ss *streams) flushAcks() {
 		var flags message.Flags
 		if k.bcast {
 			flags = message.FlagBroadcastStream
+		}
+		if congested {
+			flags |= message.FlagCongestion
 		}
 		a := rx.Ack()
 		c.route(k.src, c.message(message.TypeAck, flags, k.src, c.cfg.Epoch, message.AckIndex, 0, a.Append(nil)).Encode(), true)
@@ -453,6 +461,12 @@ func (ss *streams) onAck(p *peer, m message.Message) {
 		s.dstEpoch = ep
 	}
 	freed, err := s.snd.OnAck(c.now, m.UID.Node, a)
+	if err == nil && m.Header.Flags&message.FlagCongestion != 0 {
+		// A node on the way forwarded some of this stream through a
+		// crowded queue: shrink the window before the queue drops.
+		c.stats.CongestionMarks++
+		s.snd.Congested(c.now, m.UID.Node)
+	}
 	switch {
 	case errors.Is(err, reliability.ErrStaleAck):
 		// An ack for this node's previous life: harmless.

@@ -55,8 +55,16 @@ func scaleRun(t *testing.T, size int) {
 	quiet()
 	f2 := sim.TopologyFrames(s)
 	edges := 0
+	var limited uint64
+	for _, x := range s.Nodes() {
+		limited += x.Core().Stats().RateLimited
+	}
 	for _, x := range s.Live() {
 		edges += len(x.Core().Neighbors())
+	}
+	if limited != 0 {
+		// The per-neighbour limits must only bite attackers.
+		t.Errorf("%d frames of an honest mesh were rate-limited", limited)
 	}
 	t.Logf("%d nodes, %d edges: converged after %v of virtual time, %v wall, heap %d MiB, %d events; one join %d link-state frames, one leave %d",
 		size, edges/2, virtual.Round(time.Millisecond), wall.Round(time.Millisecond), ms.HeapAlloc>>20, s.Steps(), f1-f0, f2-f1)

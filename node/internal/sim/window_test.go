@@ -79,3 +79,55 @@ func TestSimWindowFindsPathCapacity(t *testing.T) {
 		})
 	}
 }
+
+// A second stream joins a first through a narrow link past the first hop:
+// the forwarder in front of it marks frames congested while its queue is
+// crowded, the receivers echo the mark, and the senders shrink their
+// windows before the queue drops. Without the mark the queue overflowed
+// (29 drops and as many retransmissions for 1,200 messages of 64 KiB). In a
+// closed cluster too: the mark is outside what sealing covers.
+func TestSimCongestionMarkedBeforeDrops(t *testing.T) {
+	for _, closed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("closed=%v", closed), func(t *testing.T) {
+			s := newSim(t)
+			if closed {
+				s.Secret = []byte("the cluster's secret, 32 bytes..")
+			}
+			s.Default = sim.Profile{Latency: 200 * time.Microsecond, Bandwidth: 100e6}
+			s.Configure = func(_ int, cfg *core.Config) { cfg.MinConns = 0 }
+			rec := s.Record()
+			ns := addNodes(s, 5)
+			for _, e := range [][2]int{{0, 2}, {1, 2}, {2, 3}, {3, 4}} {
+				link(t, ns[e[0]], ns[e[1]])
+			}
+			converge(t, s, time.Minute)
+			const narrow, count, size = 20e6, 600, 64 << 10
+			s.SetProfile(3, 4, sim.Profile{Latency: 200 * time.Microsecond, Bandwidth: narrow})
+			start := s.Elapsed()
+			ns[0].Send(ns[4].ID, count, size)
+			s.Run(300 * time.Millisecond)
+			ns[1].Send(ns[4].ID, count, size)
+			settle(t, s, rec, 10*time.Minute)
+			took := (s.Elapsed() - start).Seconds()
+			var drops, retx, marks uint64
+			for _, n := range ns {
+				st := n.Core().Stats()
+				drops += st.DroppedForward
+				retx += st.Retransmits
+				marks += st.CongestionMarks
+			}
+			rate := 2 * count / took
+			best := narrow / (size + 64)
+			t.Logf("%d messages in %.2f s (%.2f of the narrow link): %d marks, %d drops, %d retransmissions", 2*count, took, rate/best, marks, drops, retx)
+			if drops != 0 || retx != 0 || failures(s) != 0 {
+				t.Fatalf("%d forward drops, %d retransmissions, %d failures", drops, retx, failures(s))
+			}
+			if marks == 0 {
+				t.Fatal("no congestion mark came back")
+			}
+			if rate < 0.9*best {
+				t.Fatalf("%.0f msgs/s, under 0.9 of the narrow link's %.0f", rate, best)
+			}
+		})
+	}
+}
