@@ -16,10 +16,10 @@ import (
 )
 
 // TestConnectionChurnBounded is the churn of issue 13: hosts re-opening
-// idle connections as fast as they can. The node holds at most the
-// handshake limits' worth of them (the rest are closed at once and
-// counted), its goroutines stay bounded, and a real join still succeeds
-// meanwhile.
+// idle connections as fast as they can (a node grew to 1 GB under it). The
+// node holds at most the handshake limits' worth of them (the rest are
+// closed at once and counted), its goroutines and the process's heap stay
+// bounded, and a real join still succeeds meanwhile.
 func TestConnectionChurnBounded(t *testing.T) {
 	const sources, perSource, rounds, limit = 10, 2, 100, 64
 	seed := meshtest.Seed(t)
@@ -27,6 +27,14 @@ func TestConnectionChurnBounded(t *testing.T) {
 	victim := m.Add(meshtest.Fast(node.WithHandshakeLimits(limit, perSource))...)
 	joiner := m.Add(meshtest.Fast()...)
 	base := runtime.NumGoroutine()
+	heap := func() uint64 {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapInuse
+	}
+	runtime.GC()
+	heap0 := heap()
+	var peakHeap uint64
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -55,6 +63,9 @@ func TestConnectionChurnBounded(t *testing.T) {
 
 				mu.Lock()
 				peak = max(peak, runtime.NumGoroutine())
+				if len(open)%20 == 0 {
+					peakHeap = max(peakHeap, heap())
+				}
 				mu.Unlock()
 			}
 		})
@@ -70,11 +81,24 @@ func TestConnectionChurnBounded(t *testing.T) {
 	if bound := base + 4*sources*perSource + 64; peak > bound {
 		t.Fatalf("%d goroutines at the peak of the churn, more than %d", peak, bound)
 	}
+	// The attackers' own ends of their idle connections are in this
+	// process too (48 KiB each: the memory transport's queues), so the
+	// peak bounds the sum (about 45 MiB, 56 under -race, where the issue
+	// saw a node grow to 0.6-1 GB); the node itself keeps nothing once they
+	// are gone.
+	if grown := int64(peakHeap) - int64(heap0); grown > 128<<20 {
+		t.Fatalf("the heap grew by %d MiB during the churn, more than 128", grown>>20)
+	}
+	runtime.GC()
+	if kept := int64(heap()) - int64(heap0); kept > 4<<20 {
+		t.Fatalf("%d MiB more heap in use after the churn than before", kept>>20)
+	}
 	st := m.Node(victim).Stats()
 	if st.HandshakesRefused == 0 {
 		t.Fatalf("no handshake refused under %d connections from %d sources", sources*rounds, sources)
 	}
-	t.Logf("%d connections, %d refused, peak %d goroutines (base %d)", sources*rounds, st.HandshakesRefused, peak, base)
+	t.Logf("%d connections, %d refused, peak %d goroutines (base %d), heap %d → at most %d KiB",
+		sources*rounds, st.HandshakesRefused, peak, base, heap0>>10, peakHeap>>10)
 }
 
 func TestHandshakeLimitsOption(t *testing.T) {
