@@ -90,6 +90,46 @@ type BatchSender interface {
 	SendBatch(ctx context.Context, frames [][]byte) error
 }
 
+// BufferReceiver is an optional capability of an Edge: it reads the next
+// frame into a buffer the caller supplies, so that a caller that reuses its
+// buffers (a pool, or one buffer it reads every frame into) saves the
+// allocation Receive makes for every frame, which at tens of KiB per frame
+// costs more than the transport itself. Callers discover it with a type
+// assertion; ReceiveBuffer falls back to Receive for edges without it.
+//
+// ReceiveBuffer(ctx, buf) is Receive(ctx), with one difference: once the edge
+// knows the frame's length n, it calls buf(n) and reads the frame into the
+// slice buf returns, and that slice is the frame it returns. A slice whose
+// length is not n is not used (the edge allocates one instead). A call cut
+// short by ctx keeps the slice, and the call that completes the frame returns
+// it without calling its own buf for that frame. Once ReceiveBuffer has
+// returned a frame the transport keeps no reference to it: the caller may
+// reuse it at once.
+type BufferReceiver interface {
+	ReceiveBuffer(ctx context.Context, buf func(n int) []byte) ([]byte, error)
+}
+
+// ReceiveBuffer receives the next frame on e into a slice buf returns, when e
+// is a BufferReceiver, and with Receive otherwise.
+func ReceiveBuffer(ctx context.Context, e Edge, buf func(n int) []byte) ([]byte, error) {
+	if r, ok := e.(BufferReceiver); ok {
+		return r.ReceiveBuffer(ctx, buf)
+	}
+	return e.Receive(ctx)
+}
+
+// FrameBuffer returns the slice a BufferReceiver reads an n-byte frame into:
+// buf(n) when buf is not nil and returns a slice of length n, and a new slice
+// otherwise. It is for transports.
+func FrameBuffer(buf func(n int) []byte, n int) []byte {
+	if buf != nil {
+		if b := buf(n); len(b) == n && b != nil {
+			return b
+		}
+	}
+	return make([]byte, n)
+}
+
 // SendBatch sends frames on e in order: with one call of e's SendBatch if e
 // is a BatchSender, otherwise with one Send per frame, stopping at the first
 // error.

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"runtime/pprof"
 	"slices"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/distrirender/distrirender/reliability"
@@ -141,6 +143,18 @@ type layerSpec struct {
 	layer  string
 	window int
 	sealed bool
+}
+
+// labels are the profiler labels of layer l's goroutines in unit u.
+func (u unit) labels(l layerSpec) pprof.LabelSet {
+	layer := l.layer
+	if l.window > 0 {
+		layer = fmt.Sprintf("%s w%d", layer, l.window)
+	}
+	if l.sealed {
+		layer += " sealed"
+	}
+	return pprof.Labels("transport", u.transport, "hops", strconv.Itoa(u.hops), "layer", layer)
 }
 
 // unit is what runs as one piece: a block (the paths of every layer of one
@@ -308,7 +322,11 @@ func (b *bench) runBlock(ctx context.Context, u unit) {
 	failed := map[layerSpec]error{}
 	for _, l := range order {
 		t0 := time.Now()
-		p, err := b.buildPath(ctx, u, l)
+		var p *path
+		var err error
+		// The labels follow every goroutine the path starts (connections,
+		// node loops, relays), so a --cpuprofile splits by layer.
+		pprof.Do(ctx, u.labels(l), func(ctx context.Context) { p, err = b.buildPath(ctx, u, l) })
 		if err != nil {
 			failed[l] = err // its cells are recorded as failed below
 			continue
@@ -341,7 +359,9 @@ func (b *bench) runBlock(ctx context.Context, u unit) {
 			}
 			m := b.begin(Cell{Transport: u.transport, Layer: l.layer, Hops: u.hops, Window: l.window, Sealed: l.sealed, Workload: g.workload, Size: g.size})
 			m.PathMs = ms(built[l])
-			if err := b.measure(ctx, p, &m); err != nil {
+			var err error
+			pprof.Do(ctx, u.labels(l), func(ctx context.Context) { err = b.measure(ctx, p, &m) })
+			if err != nil {
 				m.Err = err.Error()
 				p.close()
 				delete(paths, l)

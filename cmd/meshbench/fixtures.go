@@ -147,7 +147,28 @@ func (ts *transports) edgeLink(ctx context.Context, name string) (*link, error) 
 		return nil, fmt.Errorf("meshbench: %s accept: %w", name, err)
 	}
 	closers = append(closers, func() { _ = eb.Close() })
-	return &link{a: ea, b: eb, close: closeAll(closers), start: start}, nil
+	return &link{a: &edgeEnd{Edge: ea}, b: &edgeEnd{Edge: eb}, close: closeAll(closers), start: start}, nil
+}
+
+// edgeEnd is an end of the edge layer: it receives every frame into one
+// reused buffer with transport.ReceiveBuffer (a frame is valid until the
+// next Receive, as the raw layer's), as a user who cares about the cost of
+// large frames would.
+type edgeEnd struct {
+	transport.Edge
+	buf []byte
+}
+
+// Receive implements conn.
+func (e *edgeEnd) Receive(ctx context.Context) ([]byte, error) {
+	return transport.ReceiveBuffer(ctx, e.Edge, e.frame)
+}
+
+func (e *edgeEnd) frame(n int) []byte {
+	if cap(e.buf) < n {
+		e.buf = make([]byte, n)
+	}
+	return e.buf[:n]
 }
 
 // path is what the workloads run over: src sends to dst and dst answers

@@ -4,7 +4,8 @@
 //   - raw: the transport's bare library with the same framing, written in
 //     meshbench (a Go channel; a quic-go or libp2p stream with 4-byte length
 //     prefixes; a pion data channel);
-//   - edge: this project's transport.Edge alone;
+//   - edge: this project's transport.Edge alone (receiving into a reused
+//     buffer with transport.ReceiveBuffer where the edge can);
 //   - mesh: node.Send to node.Receive, at 1 hop and at 3 hops (a line of 4
 //     nodes), with the default reliability window and a large one.
 //

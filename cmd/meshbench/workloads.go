@@ -433,4 +433,4 @@ func balanced(nodes []*node.Node, minConns int) bool {
 }
 
 // ensure the edge layer's ends are transport.Edges, as the package says.
-var _ conn = transport.Edge(nil)
+var _ transport.Edge = (*edgeEnd)(nil)

@@ -291,6 +291,18 @@ func (e *Edge) write(ctx context.Context, op string, b []byte) error {
 // If ctx ends first Receive returns ctx's error and the edge stays usable: a
 // frame half read is finished by the next Receive.
 func (e *Edge) Receive(ctx context.Context) ([]byte, error) {
+	return e.receive(ctx, nil)
+}
+
+// ReceiveBuffer is Receive, reading the frame into buf(n) for a frame of n
+// bytes. It implements transport.BufferReceiver.
+func (e *Edge) ReceiveBuffer(ctx context.Context, buf func(n int) []byte) ([]byte, error) {
+	return e.receive(ctx, buf)
+}
+
+var _ transport.BufferReceiver = (*Edge)(nil)
+
+func (e *Edge) receive(ctx context.Context, buf func(int) []byte) ([]byte, error) {
 	if e.isClosed() {
 		return nil, e.errClosed("Receive")
 	}
@@ -308,7 +320,7 @@ func (e *Edge) Receive(ctx context.Context) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	frame, err := e.readFrame()
+	frame, err := e.readFrame(buf)
 	if err == nil {
 		return frame, nil
 	}
@@ -322,9 +334,10 @@ func (e *Edge) Receive(ctx context.Context) ([]byte, error) {
 	return nil, err
 }
 
-// readFrame reads the rest of the current frame. On an error it keeps what
-// it has read, so a call after a timeout resumes where this one stopped.
-func (e *Edge) readFrame() ([]byte, error) {
+// readFrame reads the rest of the current frame, into buf(size) if buf is
+// not nil. On an error it keeps what it has read, so a call after a timeout
+// resumes where this one stopped.
+func (e *Edge) readFrame(buf func(int) []byte) ([]byte, error) {
 	for e.hdrN < prefixLen {
 		n, err := e.br.Read(e.hdr[e.hdrN:])
 		e.hdrN += n
@@ -340,7 +353,7 @@ func (e *Edge) readFrame() ([]byte, error) {
 		if uint64(size) > uint64(e.t.maxFrame) {
 			return nil, fmt.Errorf("libp2p: Receive on edge %s: peer announced a %d-byte frame, over limit %d: %w", e, size, e.t.maxFrame, transport.ErrFrameTooLarge)
 		}
-		e.body = make([]byte, size)
+		e.body = transport.FrameBuffer(buf, int(size))
 	}
 	for e.bodyN < len(e.body) {
 		n, err := e.br.Read(e.body[e.bodyN:])

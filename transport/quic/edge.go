@@ -215,6 +215,18 @@ func (e *Edge) write(ctx context.Context, p []byte, started *bool) error {
 // first; the edge stays usable, and a frame partly read is resumed by the
 // next Receive.
 func (e *Edge) Receive(ctx context.Context) ([]byte, error) {
+	return e.receive(ctx, nil)
+}
+
+// ReceiveBuffer is Receive, reading the frame into buf(n) for a frame of n
+// bytes. It implements transport.BufferReceiver.
+func (e *Edge) ReceiveBuffer(ctx context.Context, buf func(n int) []byte) ([]byte, error) {
+	return e.receive(ctx, buf)
+}
+
+var _ transport.BufferReceiver = (*Edge)(nil)
+
+func (e *Edge) receive(ctx context.Context, buf func(int) []byte) ([]byte, error) {
 	if e.closed.Load() {
 		return nil, e.errClosed("Receive")
 	}
@@ -232,7 +244,7 @@ func (e *Edge) Receive(ctx context.Context) ([]byte, error) {
 		return nil, err
 	}
 	for {
-		f, err := e.readFrame()
+		f, err := e.readFrame(buf)
 		if err == nil {
 			return f, nil
 		}
@@ -253,9 +265,10 @@ func (e *Edge) Receive(ctx context.Context) ([]byte, error) {
 	}
 }
 
-// readFrame reads the rest of the current frame. It keeps its progress
-// across errors, so that a Receive interrupted by its context loses nothing.
-func (e *Edge) readFrame() ([]byte, error) {
+// readFrame reads the rest of the current frame, into buf(size) if buf is
+// not nil. It keeps its progress across errors, so that a Receive
+// interrupted by its context loses nothing.
+func (e *Edge) readFrame(buf func(int) []byte) ([]byte, error) {
 	for e.rhn < len(e.rhdr) {
 		n, err := e.br.Read(e.rhdr[e.rhn:])
 		e.rhn += n
@@ -271,7 +284,7 @@ func (e *Edge) readFrame() ([]byte, error) {
 		if uint64(size) > uint64(e.maxFrame) {
 			return nil, fmt.Errorf("peer sent a %d-byte frame, over limit %d: %w", size, e.maxFrame, transport.ErrFrameTooLarge)
 		}
-		e.frame, e.rfn = make([]byte, size), 0
+		e.frame, e.rfn = transport.FrameBuffer(buf, int(size)), 0
 	}
 	for e.rfn < len(e.frame) {
 		n, err := e.br.Read(e.frame[e.rfn:])

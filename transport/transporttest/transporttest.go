@@ -76,6 +76,7 @@ func Run(t *testing.T, f Factory) {
 		{"FrameTooLarge", s.frameTooLarge},
 		{"SenderReusesBuffer", s.senderReusesBuffer},
 		{"Batch", s.batch},
+		{"ReceiveBuffer", s.receiveBuffer},
 		{"ConcurrentSendReceive", s.concurrentSendReceive},
 		{"ManyEdges", s.manyEdges},
 		{"RemoteClose", s.remoteClose},
@@ -411,6 +412,76 @@ func (s suite) batch(t *testing.T) {
 	}
 	if got := receive(t, ba); string(got) != "after" {
 		t.Fatalf("received %q after a refused batch, want %q", got, "after")
+	}
+}
+
+// receiveBuffer receives frames of every size with transport.ReceiveBuffer
+// (the edge's own ReceiveBuffer when it is a transport.BufferReceiver), all
+// into one reused buffer: each must arrive whole, in the caller's buffer
+// when the edge is a BufferReceiver, and stay the caller's (overwriting it
+// does not disturb the next frame). A buffer of the wrong length is not
+// used.
+func (s suite) receiveBuffer(t *testing.T) {
+	a, b := s.newTransport(t), s.newTransport(t)
+	ab, ba := connect(t, a, b)
+	_, native := ba.(transport.BufferReceiver)
+	t.Logf("edge implements transport.BufferReceiver: %v", native)
+	limit := min(maxFrame(a), maxFrame(b))
+	ctx, cancel := context.WithTimeout(context.Background(), 6*Timeout)
+	defer cancel()
+
+	sizes := []int{1, 0, 3, 4096, 70000, 64, limit, 17, 70000}
+	for j := range sizes {
+		sizes[j] = min(sizes[j], limit)
+	}
+	sent := make(chan struct{})
+	defer func() { <-sent }()
+	go func() {
+		defer close(sent)
+		for i, n := range sizes {
+			if err := ab.Send(ctx, frameContent(9, i, n)); err != nil {
+				t.Errorf("Send frame %d (%d bytes): %v", i, n, err)
+				cancel()
+				return
+			}
+		}
+		if err := ab.Send(ctx, []byte("wrong length")); err != nil {
+			t.Errorf("Send: %v", err)
+			cancel()
+		}
+	}()
+	var reused []byte
+	asked := 0
+	buf := func(n int) []byte {
+		asked++
+		if cap(reused) < n {
+			reused = make([]byte, n)
+		}
+		return reused[:n]
+	}
+	for i, n := range sizes {
+		got, err := transport.ReceiveBuffer(ctx, ba, buf)
+		if err != nil {
+			t.Fatalf("ReceiveBuffer frame %d of %d: %v", i, len(sizes), err)
+		}
+		if want := frameContent(9, i, n); !bytes.Equal(got, want) {
+			t.Fatalf("frame %d: got %d bytes %s, want %d bytes %s", i, len(got), head(got), len(want), head(want))
+		}
+		if native && n > 0 && &got[0] != &reused[0] {
+			t.Fatalf("frame %d (%d bytes) is not in the buffer ReceiveBuffer was given", i, n)
+		}
+		clear(reused) // the frame is the caller's: the edge must not read it again
+	}
+	if native && asked < len(sizes)-1 {
+		t.Fatalf("buf called %d times for %d frames", asked, len(sizes))
+	}
+	short := make([]byte, 1)
+	got, err := transport.ReceiveBuffer(ctx, ba, func(int) []byte { return short })
+	if err != nil {
+		t.Fatalf("ReceiveBuffer with a buffer of the wrong length: %v", err)
+	}
+	if string(got) != "wrong length" {
+		t.Fatalf("ReceiveBuffer with a buffer of the wrong length: got %q, want %q", got, "wrong length")
 	}
 }
 
