@@ -330,7 +330,11 @@ func (n *Node) apply(rd core.Ready) {
 		}
 	}
 	for _, d := range rd.Deliveries {
-		n.in.TryPush(Delivery{From: d.From, Body: d.Body, Broadcast: d.Broadcast, Index: d.Index})
+		dv := Delivery{From: d.From, Body: d.Body, Broadcast: d.Broadcast, Index: d.Index}
+		if cap(d.Body) > len(d.Body) {
+			dv.bufs = &n.bufs // read into the pool (reader); other bodies are left to the GC
+		}
+		n.in.TryPush(dv)
 	}
 	for _, a := range rd.Answers {
 		if r := n.reqs[a.ID]; r != nil {
@@ -469,8 +473,13 @@ func (n *Node) start(l *link) {
 
 func (n *Node) reader(l *link) {
 	defer n.wg.Done()
+	var lent []byte // the last buffer get gave the edge
+	get := func(size int) []byte {
+		lent = n.bufs.get(size)
+		return lent
+	}
 	for {
-		f, err := l.edge.Receive(n.ctx)
+		f, err := transport.ReceiveBuffer(n.ctx, l.edge, get)
 		if err != nil {
 			n.receiveFailed(err)
 			select {
@@ -479,10 +488,21 @@ func (n *Node) reader(l *link) {
 			}
 			return
 		}
+		pooled := len(f) > 0 && len(lent) > 0 && &f[0] == &lent[0]
 		m, err := message.Decode(f, n.cfg.core.MaxBody)
 		if err != nil {
 			n.hostileFrame(err)
+			if pooled {
+				n.bufs.put(f)
+			}
 			continue
+		}
+		if pooled {
+			// The frame is alone in a buffer of the pool: the body's
+			// capacity reaches the buffer's end, which tells apply that
+			// Delivery.Release may give it back, and makes it worth
+			// reusing.
+			m.Body = f[message.HeaderSize:len(f):cap(f)]
 		}
 		select {
 		case n.inbox <- inFrame{link: l.id, m: m, frame: f}:

@@ -83,13 +83,28 @@ func (e *RejectedError) Unwrap() error { return ErrRejected }
 type Delivery struct {
 	// From is the node that sent it.
 	From uuid.UUID
-	// Body is the application's bytes; it belongs to the receiver.
+	// Body is the application's bytes; it belongs to the receiver, until
+	// Release.
 	Body []byte
 	// Broadcast is true for a message sent with Broadcast.
 	Broadcast bool
 	// Index is the message's index in its sender's stream (modulo the
 	// reliability modulus).
 	Index uint32
+
+	bufs *buffers // the pool Release gives Body back to
+}
+
+// Release gives the body's memory back to the node, which reads a later
+// message into it: neither Body nor any slice of it may be used afterwards,
+// and Release is called at most once per Delivery. It is optional (a body
+// never released is garbage-collected) and worth it for large messages: a
+// node reads messages of 16 KiB and more into buffers it reuses, which
+// saves an allocation per message (at 64 KiB, about a quarter of the rate).
+func (d Delivery) Release() {
+	if d.bufs != nil {
+		d.bufs.put(d.Body)
+	}
 }
 
 // EventKind says what an Event reports.
@@ -236,6 +251,7 @@ type Node struct {
 	final core.Stats // the core's counters once the loop has stopped
 
 	fast fastSends // Send's fast path: see fastsend.go
+	bufs buffers   // large frames' buffers (buffers.go)
 }
 
 // New makes a node on transport tr (and any added WithTransport), starts

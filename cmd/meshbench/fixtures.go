@@ -236,18 +236,23 @@ func (p *path) relay(from, to conn) {
 	})
 }
 
-// nodeEnd is a node talking to one other node.
+// nodeEnd is a node talking to one other node. A message it receives is
+// valid until the next Receive, as the raw layer's frames: then its body is
+// released to the node.
 type nodeEnd struct {
-	n  *node.Node
-	to uuid.UUID
+	n    *node.Node
+	to   uuid.UUID
+	last node.Delivery
 }
 
 // Send implements conn.
-func (e nodeEnd) Send(ctx context.Context, frame []byte) error { return e.n.Send(ctx, e.to, frame) }
+func (e *nodeEnd) Send(ctx context.Context, frame []byte) error { return e.n.Send(ctx, e.to, frame) }
 
 // Receive implements conn.
-func (e nodeEnd) Receive(ctx context.Context) ([]byte, error) {
+func (e *nodeEnd) Receive(ctx context.Context) ([]byte, error) {
+	e.last.Release()
 	d, err := e.n.Receive(ctx)
+	e.last = d
 	return d.Body, err
 }
 
@@ -326,7 +331,7 @@ func (ts *transports) meshPath(ctx context.Context, name string, hops, window in
 		p.close()
 		return nil, err
 	}
-	p.src, p.dst = nodeEnd{first, last.ID()}, nodeEnd{last, first.ID()}
+	p.src, p.dst = &nodeEnd{n: first, to: last.ID()}, &nodeEnd{n: last, to: first.ID()}
 	return p, nil
 }
 
