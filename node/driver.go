@@ -68,6 +68,15 @@ func outFrame(body []byte) []byte {
 	return f
 }
 
+// outFrame is outFrame for a unicast message: a large frame comes from the
+// node's buffers, and goes back to them once the core hands it back
+// (Ready.Free: every copy acknowledged, and written).
+func (n *Node) outFrame(body []byte) []byte {
+	f := n.bufs.get(message.HeaderSize + len(body))
+	copy(f[message.HeaderSize:], body)
+	return f
+}
+
 // submit hands a send request to the loop and waits until the core accepts
 // or refuses it. When ctx ends first, the loop is asked to withdraw it:
 // exactly one of acceptance and withdrawal wins, so a message is never both
@@ -365,6 +374,9 @@ func (n *Node) apply(rd core.Ready) {
 	for _, d := range rd.Dials {
 		n.wg.Add(1)
 		go n.dial(d)
+	}
+	for _, f := range rd.Free {
+		n.bufs.put(f)
 	}
 }
 

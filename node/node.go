@@ -319,6 +319,7 @@ func New(tr transport.Transport, opts ...Option) (*Node, error) {
 	cc.Addrs = n.adv
 	cc.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	cc.Logger = n.log
+	cc.ReuseFrom = 1 << minPooledShift // Send's large frames come back in Ready.Free
 	if cfg.creds.On() {
 		cc.Auth = cfg.creds
 	}
@@ -449,7 +450,7 @@ func (n *Node) Multicast(ctx context.Context, tos []uuid.UUID, body []byte) erro
 		r.Frames = make([][]byte, len(dsts))
 	}
 	for i := range r.Frames {
-		r.Frames[i] = outFrame(body)
+		r.Frames[i] = n.outFrame(body)
 	}
 	if len(dsts) == 1 {
 		if err := ctx.Err(); err != nil {

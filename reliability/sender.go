@@ -161,6 +161,11 @@ type Sender struct {
 	lastRoundMin time.Duration // ... in the previous round
 	roundSamples int
 
+	// keep makes release remember the bodies that leave the window in
+	// released, until TakeReleased (KeepReleased).
+	keep     bool
+	released []Released
+
 	blockedBy    uuid.UUID // the target Blocked named at the last Tick
 	blockedSince time.Time // since when it has, as far as Ticks saw
 	lastTick     time.Time
@@ -866,6 +871,13 @@ func (s *Sender) release() int {
 			return freed
 		}
 		e := &s.ring[s.head]
+		if s.keep {
+			acked := true
+			for _, c := range e.copies {
+				acked = acked && c.state == copyAcked
+			}
+			s.released = append(s.released, Released{Body: e.body, Acked: acked})
+		}
 		clear(e.copies)
 		e.copies = e.copies[:0]
 		e.body = nil
@@ -876,6 +888,33 @@ func (s *Sender) release() int {
 		freed++
 	}
 	return freed
+}
+
+// Released is a message that left the sender's window (see KeepReleased).
+type Released struct {
+	// Body is the body Push was given.
+	Body []byte
+	// Acked is true when every copy of the message was acknowledged, and
+	// false when any failed: its Body was then handed out in a Failure.
+	Acked bool
+}
+
+// KeepReleased makes the sender keep, from now on, every message that leaves
+// its window (done for every target), until TakeReleased hands them over. A
+// caller that owns the bodies it pushes learns with it when the sender no
+// longer refers to one: once a body released Acked is in nothing else of the
+// caller's, its memory may be reused. A sender that keeps them must be
+// drained: it holds at most one window's worth between two calls that
+// acknowledge or expire messages.
+func (s *Sender) KeepReleased() { s.keep = true }
+
+// TakeReleased appends the messages released since the last call to dst and
+// returns it; the sender keeps no reference to them.
+func (s *Sender) TakeReleased(dst []Released) []Released {
+	dst = append(dst, s.released...)
+	clear(s.released)
+	s.released = s.released[:0]
+	return dst
 }
 
 // firstRTO is the timeout of a first transmission to t: its RTO, backed off

@@ -888,3 +888,42 @@ func TestSenderCongestionWindow(t *testing.T) {
 		}
 	})
 }
+
+// A sender that keeps released messages hands over each body once, when it
+// leaves the window: Acked when every target acknowledged it, not when any
+// failed (its body was handed out in a Failure).
+func TestSenderKeepReleased(t *testing.T) {
+	s := NewSender(Config{InitialRTO: 100 * ms, MinRTO: 10 * ms, MaxRTO: time.Second, MaxRetries: 1}, 1)
+	s.KeepReleased()
+	mustPush(t, s, t0, "a", nodeA, nodeB)
+	mustPush(t, s, t0, "b", nodeA)
+	mustPush(t, s, t0, "c", nodeA, nodeB)
+	if got := s.TakeReleased(nil); len(got) != 0 {
+		t.Fatalf("released before any ack: %+v", got)
+	}
+	mustAck(t, s, at(5*ms), nodeA, message.Ack{StreamEpoch: 1, Cum: 3})
+	if got := s.TakeReleased(nil); len(got) != 0 {
+		// "a" waits for B and holds the base: "b" is done but behind it.
+		t.Fatalf("after A's ack: %+v", got)
+	}
+	mustAck(t, s, at(6*ms), nodeB, message.Ack{StreamEpoch: 1, Cum: 1})
+	got := s.TakeReleased(nil)
+	want := []Released{{Body: []byte("a"), Acked: true}, {Body: []byte("b"), Acked: true}}
+	if len(got) != len(want) {
+		t.Fatalf("after B's ack of a: %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if string(got[i].Body) != string(want[i].Body) || got[i].Acked != want[i].Acked {
+			t.Fatalf("after B's ack of a: %+v, want %+v", got, want)
+		}
+	}
+	// "c" fails towards B: released, not Acked.
+	tickUntil(s, at(time.Hour))
+	got = s.TakeReleased(got[:0])
+	if len(got) != 1 || string(got[0].Body) != "c" || got[0].Acked {
+		t.Fatalf("after c failed towards B: %+v, want c, not acked", got)
+	}
+	if got := s.TakeReleased(nil); len(got) != 0 {
+		t.Fatalf("released twice: %+v", got)
+	}
+}

@@ -88,6 +88,12 @@ type Config struct {
 	// its origin's key before it touches routing (docs/SECURITY.md). The
 	// handshake itself is the driver's (Credentials' methods).
 	Auth Credentials
+	// ReuseFrom, when above 0, makes the Core hand back in Ready.Free the
+	// unicast frames of at least ReuseFrom bytes that SendRequests and
+	// Frame (a relayed frame) gave it, once nothing refers to them any
+	// more: every copy acknowledged (for its own), and out of every queue
+	// and Write. 0 hands back nothing.
+	ReuseFrom int
 	// Rand draws jitter and random choices. The simulator seeds it.
 	Rand *rand.Rand
 	// Logger receives the Core's log lines.
@@ -224,6 +230,10 @@ type Ready struct {
 	Events       []Event
 	EntryAnswers []EntryAnswer
 	Dials        []Dial
+	// Free are frames of SendRequests and relayed frames given to Frame
+	// that the Core refers to no more, and that nothing it handed out
+	// refers to (Config.ReuseFrom): the driver may reuse their memory.
+	Free [][]byte
 }
 
 // topologyEventGap coalesces TopologyChanged events while routes converge.
@@ -244,6 +254,7 @@ type Core struct {
 	ls      linkState
 	members membership
 	held    held      // data frames waiting for a route
+	reuse   reuse     // frames to hand back in Ready.Free (reuse.go)
 	ackHeld time.Time // when the acks due started waiting for a reply (holdAcks)
 	sealer  *sealer   // end-to-end sealing of data and acks; nil without a secret (e2e.go)
 
@@ -319,6 +330,7 @@ func (c *Core) Advance() {
 	clear(c.out.Deliveries)
 	clear(c.out.Events)
 	clear(c.out.EntryAnswers)
+	clear(c.out.Free)
 	c.out = Ready{
 		Writes:       c.out.Writes[:0],
 		Close:        c.out.Close[:0],
@@ -327,6 +339,7 @@ func (c *Core) Advance() {
 		Events:       c.out.Events[:0],
 		EntryAnswers: c.out.EntryAnswers[:0],
 		Dials:        c.out.Dials[:0],
+		Free:         c.out.Free[:0],
 	}
 }
 
@@ -349,6 +362,7 @@ func (c *Core) Tick(now time.Time) {
 	c.members.tick(c)
 	c.streams.tick()
 	c.ls.tick()
+	c.sweepReuse()
 }
 
 // emit queues an event.

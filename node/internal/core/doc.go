@@ -21,7 +21,9 @@
 //     as one batch; then WriteDone), Close (edges to close at once),
 //     Deliveries (to the application's inbound queue, in order), Answers (send
 //     requests accepted or refused), Events, EntryAnswers (for handshakes that
-//     Admit told to wait) and Dials (connections to open; then DialDone); then
+//     Admit told to wait), Dials (connections to open; then DialDone) and
+//     Free (frames of send requests, and relayed frames, that nothing refers
+//     to any more, with Config.ReuseFrom: their memory may be reused); then
 //     calls Advance;
 //   - keeps one timer at Deadline, recomputed after every Advance.
 //

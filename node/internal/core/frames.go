@@ -172,7 +172,9 @@ func (c *Core) forward(m message.Message, raw []byte) {
 		// Tell the source before the queue drops (its ack echoes it).
 		message.MarkCongestion(raw)
 	}
-	c.send(p, m.Header.Target, raw, m.Header.Type == message.TypeAck)
+	if c.send(p, m.Header.Target, raw, m.Header.Type == message.TypeAck) {
+		c.relayed(raw)
+	}
 }
 
 // onFlood handles a flooded broadcast: deliver once, re-flood once.

@@ -58,6 +58,7 @@ func (c *Core) transmitData(dst uuid.UUID, f []byte) {
 	}
 	h.frames[dst] = append(h.frames[dst], f)
 	h.n++
+	c.queued(f)
 }
 
 // releaseHeld queues the held frames of every destination that has a route
@@ -82,6 +83,7 @@ func (c *Core) releaseHeld() {
 			} else {
 				c.stats.DroppedNoRoute++
 			}
+			c.unqueued(f) // after send: queued there first, if at all
 		}
 		h.n -= len(fs)
 		delete(h.frames, dst)

@@ -155,6 +155,7 @@ func (c *Core) enqueue(p *peer, f []byte, ctrl bool) bool {
 		return false
 	}
 	c.stats.FramesOut++
+	c.queued(f)
 	switch message.PeekType(f) {
 	case message.TypeNetworkState, message.TypeNetworkStateRequest, message.TypeNetworkStateDigest, message.TypeNewEdge, message.TypeDestroyEdge:
 		c.stats.TopologyFrames++
@@ -225,6 +226,9 @@ func (c *Core) WriteDone(now time.Time, link LinkID) {
 	if p := c.peers.byLink[link]; p != nil {
 		p.writing = false
 		p.inWrite = 0
+		for _, f := range p.batch {
+			c.unqueued(f)
+		}
 		clear(p.batch) // the frames are the writer's no more
 		c.streams.roomFreed()
 	}

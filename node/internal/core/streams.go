@@ -77,10 +77,11 @@ type streams struct {
 	tombOrder []buried // oldest first; entries whose tomb was dug up or replaced are stale
 	tombSeq   uint64
 
-	ackDue  []rxKey        // acks to send once the current batch is handled
-	ackSet  map[rxKey]bool // the streams in ackDue: true if a data frame since the last ack was marked congested
-	blocked []rxKey        // streams with deliveries waiting for inbound room
-	room    int            // deliveries the inbound queue can take
+	spent   []reliability.Released // scratch of released (reuse.go)
+	ackDue  []rxKey                // acks to send once the current batch is handled
+	ackSet  map[rxKey]bool         // the streams in ackDue: true if a data frame since the last ack was marked congested
+	blocked []rxKey                // streams with deliveries waiting for inbound room
+	room    int                    // deliveries the inbound queue can take
 
 	resets uint64 // unicast streams started or reset so far: new stream epochs
 	// waiting: a stream stopped sending because its first hop's queue was
@@ -113,7 +114,7 @@ func (ss *streams) newStream(dst uuid.UUID) *outStream {
 	}
 	s := &outStream{
 		dst:     dst,
-		snd:     reliability.NewSender(c.cfg.Rel, epoch),
+		snd:     ss.newSender(dst, epoch),
 		backlog: fifo{limit: c.cfg.Backlog},
 	}
 	if dst != uuid.Nil {
@@ -121,6 +122,16 @@ func (ss *streams) newStream(dst uuid.UUID) *outStream {
 		s.dstEpoch, _ = c.rt.Epoch(dst)
 	}
 	return s
+}
+
+// newSender makes the sender of a stream to dst (uuid.Nil: broadcast). A
+// unicast one keeps its released messages when frames are reused (reuse.go).
+func (ss *streams) newSender(dst uuid.UUID, epoch uint64) *reliability.Sender {
+	snd := reliability.NewSender(ss.c.cfg.Rel, epoch)
+	if dst != uuid.Nil && ss.c.cfg.ReuseFrom > 0 {
+		snd.KeepReleased()
+	}
+	return snd
 }
 
 // all returns every outgoing stream, the broadcast stream first.
@@ -217,6 +228,9 @@ func (ss *streams) pump(s *outStream) {
 			absent = c.rt.Unreached(nil)
 		}
 		pkt, err := s.snd.Push(c.now, bodyOf(frame), targets)
+		if err == nil && s.dst != uuid.Nil {
+			c.track(frame)
+		}
 		if err != nil {
 			// A broadcast with nobody to reach is done at once.
 			for _, id := range absent {
@@ -461,6 +475,7 @@ func (ss *streams) onAck(p *peer, m message.Message) {
 		s.dstEpoch = ep
 	}
 	freed, err := s.snd.OnAck(c.now, m.UID.Node, a)
+	ss.released(s)
 	if err == nil && m.Header.Flags&message.FlagCongestion != 0 {
 		// A node on the way forwarded some of this stream through a
 		// crowded queue: shrink the window before the queue drops.
@@ -512,6 +527,7 @@ func (ss *streams) tick() {
 func (ss *streams) tickStream(s *outStream) {
 	c := ss.c
 	resend, failed := s.snd.Tick(c.now)
+	ss.released(s)
 	for _, r := range resend {
 		c.stats.Retransmits++
 		ss.transmit(s, r.Target, r.Packet, nil)
@@ -540,8 +556,9 @@ func (ss *streams) resetStream(s *outStream, cause error) {
 	for _, f := range s.snd.FailAll(cause) {
 		ss.report(s, f)
 	}
+	ss.released(s)
 	ss.resets++
-	s.snd = reliability.NewSender(ss.c.cfg.Rel, ss.c.cfg.Epoch+ss.resets)
+	s.snd = ss.newSender(s.dst, ss.c.cfg.Epoch+ss.resets)
 	ss.pump(s)
 	ss.unpark()
 }

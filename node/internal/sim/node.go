@@ -108,6 +108,9 @@ func (n *Node) start() {
 	cfg.Epoch = uint64(n.Life+1) << 32
 	cfg.Addrs = []string{n.Addr}
 	cfg.Rand = rand.New(rand.NewPCG(s.rng.Uint64(), s.rng.Uint64()))
+	// Every unicast frame is handed back, and poisoned in flush: a frame
+	// handed back while anything still refers to it would go out garbled.
+	cfg.ReuseFrom = 1
 	if s.Secret != nil {
 		cfg.Auth = core.Credentials{Secrets: [][]byte{s.Secret}, Key: n.key}
 	}
@@ -240,7 +243,10 @@ func (n *Node) offer(p *plan) {
 func (n *Node) frame(e *end, frame []byte) {
 	m, err := message.Decode(frame, 0)
 	if err != nil {
-		return // the simulated network does not corrupt frames
+		// The simulated network does not corrupt frames: this one was
+		// garbled at its sender (poisoned by flush after Ready.Free).
+		n.rec.bug(fmt.Sprintf("n%d got an undecodable frame: %v", n.idx, err))
+		return
 	}
 	n.core.Frame(n.sim.now, e.id, m, frame)
 	n.flush()
@@ -261,12 +267,23 @@ func (n *Node) flush() {
 			}
 		}
 		link, life := w.Link, n.Life
+		frames := slices.Clone(w.Frames) // lent until WriteDone, as to a driver's writer
 		s.at(s.doneAt(e), func() {
+			for _, f := range frames {
+				if poisoned(f) {
+					n.rec.bug(fmt.Sprintf("n%d: a frame was handed back (Ready.Free) while its Write was under way", n.idx))
+				}
+			}
 			if n.alive && n.Life == life {
 				n.core.WriteDone(s.now, link)
 				n.flush()
 			}
 		})
+	}
+	for _, f := range rd.Free {
+		for i := range f {
+			f[i] = poison
+		}
 	}
 	for _, id := range rd.Close {
 		if e := n.ends[id]; e != nil {
@@ -528,6 +545,24 @@ func (n *Node) accept(e *end, frame []byte) {
 
 // bodyHeader is the size of what encodeBody puts in front of the padding.
 const bodyHeader = 16
+
+// poison fills the frames a core hands back (Ready.Free): any later use of
+// one shows as an undecodable frame or a body that cannot be placed.
+const poison = 0xEE
+
+// poisoned reports whether f was poisoned: no frame begins with 8 bytes of
+// poison (its first byte is the protocol version).
+func poisoned(f []byte) bool {
+	if len(f) < 8 {
+		return false
+	}
+	for _, b := range f[:8] {
+		if b != poison {
+			return false
+		}
+	}
+	return true
+}
 
 func encodeBody(idx, life int, seq uint64, size int) []byte {
 	b := make([]byte, max(size, bodyHeader))

@@ -103,6 +103,13 @@ func (r *Recorder) onAccepted(n *Node, k streamKey, seq uint64) {
 	}
 }
 
+// bug records a fault the simulator saw outside the streams' guarantees.
+func (r *Recorder) bug(what string) {
+	if r != nil {
+		r.bad = append(r.bad, what)
+	}
+}
+
 func (r *Recorder) onDelivered(n *Node, d core.Delivery) {
 	if r == nil {
 		return
