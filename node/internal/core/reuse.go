@@ -41,21 +41,13 @@ func (c *Core) reuseKey(f []byte) *byte {
 }
 
 // track starts tracking a unicast frame as its sender takes it.
-func (c *Core) track(f []byte) {
-	k := c.reuseKey(f)
-	if k == nil {
-		return
-	}
-	r := &c.reuse
-	if r.live == nil {
-		r.live = make(map[*byte]*reused)
-	}
-	r.live[k] = &reused{frame: f, since: c.now}
-}
+func (c *Core) track(f []byte) { c.trackAs(f, reused{}) }
 
 // relayed tracks a frame this node relays, just queued: it is the Core's
 // (Frame), and free once written.
-func (c *Core) relayed(f []byte) {
+func (c *Core) relayed(f []byte) { c.trackAs(f, reused{out: 1, acked: true}) }
+
+func (c *Core) trackAs(f []byte, e reused) {
 	k := c.reuseKey(f)
 	if k == nil {
 		return
@@ -64,7 +56,8 @@ func (c *Core) relayed(f []byte) {
 	if r.live == nil {
 		r.live = make(map[*byte]*reused)
 	}
-	r.live[k] = &reused{frame: f, out: 1, acked: true, since: c.now}
+	e.frame, e.since = f, c.now
+	r.live[k] = &e
 }
 
 // queued notes that f went into a queue or the held list; unqueued that it
