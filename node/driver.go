@@ -86,7 +86,7 @@ func (n *Node) outFrame(body []byte) []byte {
 // still hold it (the node closed under it).
 func (n *Node) submit(ctx context.Context, r *sendReq) error {
 	select {
-	case n.sends <- r:
+	case n.ctl <- r:
 	case <-n.quit:
 		putReq(r)
 		return ErrClosed
@@ -105,7 +105,7 @@ func (n *Node) submit(ctx context.Context, r *sendReq) error {
 	}
 	r.cancelled.Store(true)
 	select {
-	case n.cancels <- r:
+	case n.ctl <- (*cancelReq)(r):
 	case <-n.loopDone:
 		return n.answered(r)
 	}
@@ -164,7 +164,7 @@ type query struct {
 func (n *Node) ask(kind queryKind) *query {
 	q := &query{kind: kind, done: make(chan struct{})}
 	select {
-	case n.queries <- q:
+	case n.ctl <- q:
 	case <-n.loopDone:
 		return nil
 	}
@@ -223,22 +223,12 @@ func (n *Node) loop() {
 		case w := <-n.written:
 			n.onWritten(time.Now(), w)
 			n.batch()
-		case r := <-n.sends:
-			n.onSend(time.Now(), r)
+		case x := <-n.ctl:
+			n.onCtl(time.Now(), x)
 			n.batch()
 		case <-n.fast.wake:
 			n.drainFast(time.Now())
 			n.batch()
-		case r := <-n.cancels:
-			c.Cancel(time.Now(), r.ID)
-		case h := <-n.handshakes:
-			n.onHandshake(time.Now(), h)
-		case d := <-n.dialed:
-			c.DialDone(time.Now(), d.token, d.addr, d.err)
-		case q := <-n.queries:
-			n.answer(q)
-		case e := <-n.notes:
-			n.emit(e)
 		case <-timer.C:
 			armed = time.Time{}
 			// Frames already read are signs of life: handle them before
@@ -264,13 +254,39 @@ func (n *Node) batch() {
 			n.onFrame(time.Now(), f)
 		case w := <-n.written:
 			n.onWritten(time.Now(), w)
-		case r := <-n.sends:
-			n.onSend(time.Now(), r)
+		case x := <-n.ctl:
+			n.onCtl(time.Now(), x)
 		case <-n.fast.wake:
 			n.drainFast(time.Now())
 		default:
 			return
 		}
+	}
+}
+
+// cancelReq is a send request whose caller gave up (on n.ctl).
+type cancelReq sendReq
+
+// onCtl handles an input of n.ctl: every input of the loop but frames,
+// written batches and the fast path's wake-ups, which have channels of their
+// own. One channel for them keeps the loop's select small: its cost grows
+// with the number of channels it waits on.
+func (n *Node) onCtl(now time.Time, x any) {
+	switch x := x.(type) {
+	case *sendReq:
+		n.onSend(now, x)
+	case *cancelReq:
+		n.core.Cancel(now, x.ID)
+	case *handshake:
+		n.onHandshake(now, x)
+	case dialResult:
+		n.core.DialDone(now, x.token, x.addr, x.err)
+	case *query:
+		n.answer(x)
+	case Event:
+		n.emit(x)
+	default:
+		panic(fmt.Sprintf("node: unknown loop input %T", x))
 	}
 }
 
@@ -605,7 +621,7 @@ func (n *Node) onHandshake(now time.Time, h *handshake) {
 func (n *Node) handshakeWith(ctx context.Context, h *handshake) error {
 	h.done = make(chan struct{})
 	select {
-	case n.handshakes <- h:
+	case n.ctl <- h:
 	case <-n.quit:
 		return ErrClosed
 	case <-ctx.Done():
@@ -765,7 +781,7 @@ func (n *Node) Connect(ctx context.Context, addr string) error {
 		}
 		n.log.Debug("redirected", "from", addr, "to", next)
 		select {
-		case n.notes <- Event{Kind: Redirected, Addr: next, Peer: rej.Peer}:
+		case n.ctl <- Event{Kind: Redirected, Addr: next, Peer: rej.Peer}:
 		case <-n.quit:
 			return ErrClosed
 		case <-ctx.Done():
@@ -941,7 +957,7 @@ func (n *Node) dial(d core.Dial) {
 	defer cancel()
 	err := n.Connect(ctx, d.Addr)
 	select {
-	case n.dialed <- dialResult{token: d.Token, addr: d.Addr, err: err}:
+	case n.ctl <- dialResult{token: d.Token, addr: d.Addr, err: err}:
 	case <-n.quit:
 	}
 }

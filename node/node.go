@@ -218,14 +218,14 @@ type Node struct {
 	in     *queue.Queue[Delivery]
 
 	// Inputs of the loop, one typed channel each.
-	inbox      chan inFrame     // frames and read errors from readers
-	written    chan writeResult // writers' batches done
-	sends      chan *sendReq    // Send, Multicast and Broadcast
-	cancels    chan *sendReq    // send requests whose caller gave up
-	handshakes chan *handshake  // admissions and registrations
-	dialed     chan dialResult  // balancing and redial dials done
-	queries    chan *query      // reads of the core's state
-	notes      chan Event       // events from outside the loop (Redirected)
+	inbox   chan inFrame     // frames and read errors from readers
+	written chan writeResult // writers' batches done
+	// ctl carries the rest, unbuffered (a send means the loop took it):
+	// *sendReq (Send, Multicast, Broadcast), *cancelReq (a caller gave
+	// up), *handshake (admissions and registrations), dialResult
+	// (balancing and redial dials done), *query (reads of the core's
+	// state), Event (from outside the loop: Redirected). See onCtl.
+	ctl chan any
 
 	quit      chan struct{} // closed when the node shuts down: everyone stops posting
 	closing   chan struct{} // closed by Close to ask the loop to shut down
@@ -287,30 +287,25 @@ func New(tr transport.Transport, opts ...Option) (*Node, error) {
 	cfg.core.Routing = cfg.core.Routing.WithDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{
-		id:         cfg.core.ID,
-		epoch:      cfg.core.Epoch,
-		cfg:        cfg,
-		log:        cfg.logger.With("node", cfg.core.ID.String()[:8]),
-		trs:        append([]transport.Transport{tr}, cfg.extra...),
-		events:     make(chan Event, cfg.eventBuf),
-		in:         queue.New[Delivery](cfg.inbound),
-		inbox:      make(chan inFrame, 256),
-		written:    make(chan writeResult, 64),
-		sends:      make(chan *sendReq, 64),
-		cancels:    make(chan *sendReq, 16),
-		handshakes: make(chan *handshake),
-		dialed:     make(chan dialResult),
-		queries:    make(chan *query),
-		notes:      make(chan Event, 16),
-		quit:       make(chan struct{}),
-		closing:    make(chan struct{}),
-		loopDone:   make(chan struct{}),
-		ctx:        ctx,
-		cancel:     cancel,
-		links:      make(map[core.LinkID]*link),
-		waits:      make(map[core.LinkID]chan []string),
-		reqs:       make(map[uint64]*sendReq),
-		gate:       newGate(cfg.maxHandshakes, cfg.maxPerSource),
+		id:       cfg.core.ID,
+		epoch:    cfg.core.Epoch,
+		cfg:      cfg,
+		log:      cfg.logger.With("node", cfg.core.ID.String()[:8]),
+		trs:      append([]transport.Transport{tr}, cfg.extra...),
+		events:   make(chan Event, cfg.eventBuf),
+		in:       queue.New[Delivery](cfg.inbound),
+		inbox:    make(chan inFrame, 256),
+		written:  make(chan writeResult, 64),
+		ctl:      make(chan any),
+		quit:     make(chan struct{}),
+		closing:  make(chan struct{}),
+		loopDone: make(chan struct{}),
+		ctx:      ctx,
+		cancel:   cancel,
+		links:    make(map[core.LinkID]*link),
+		waits:    make(map[core.LinkID]chan []string),
+		reqs:     make(map[uint64]*sendReq),
+		gate:     newGate(cfg.maxHandshakes, cfg.maxPerSource),
 	}
 	n.fast.init()
 	n.adv = advertisable(n.Addrs())
