@@ -249,8 +249,19 @@ func DecrementHopLimit(frame []byte) bool {
 // broadcast) over TagCovers of the copy and writes it with
 // copy(Tag(f, n), ...). frame must be a valid frame (it comes from this
 // node's own encoder).
-func Seal(frame []byte, n int) []byte {
-	f := make([]byte, len(frame)+n)
+func Seal(frame []byte, n int) []byte { return SealInto(nil, frame, n) }
+
+// SealInto is Seal, writing the copy into dst when its capacity suffices
+// (dst's bytes are overwritten) and into a new slice otherwise.
+func SealInto(dst, frame []byte, n int) []byte {
+	size := len(frame) + n
+	var f []byte
+	if cap(dst) >= size {
+		f = dst[:size]
+		clear(f[len(frame):])
+	} else {
+		f = make([]byte, size)
+	}
 	copy(f, frame)
 	f[offFlags] |= byte(FlagSealed)
 	binary.BigEndian.PutUint32(f[offBodyLen:], uint32(len(frame)-HeaderSize+n))

@@ -476,3 +476,32 @@ func TestNoAllocs(t *testing.T) {
 		}
 	}
 }
+
+// SealInto gives what Seal gives, in dst when it is large enough, whatever
+// dst held before.
+func TestSealInto(t *testing.T) {
+	frame := (&Message{Header: Header{Type: TypeMsg}, Body: []byte("body")}).Encode()
+	want := Seal(frame, 24)
+	dirty := bytes.Repeat([]byte{0xAB}, len(want)+10)
+	cases := []struct {
+		name   string
+		dst    []byte
+		inside bool
+	}{
+		{"nil", nil, false},
+		{"too small", make([]byte, len(want)-1), false},
+		{"exact", make([]byte, len(want)), true},
+		{"dirty and larger", dirty, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := SealInto(c.dst, frame, 24)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("SealInto = %x, want %x", got, want)
+			}
+			if in := c.dst != nil && cap(c.dst) > 0 && &got[0] == &c.dst[:1][0]; in != c.inside {
+				t.Fatalf("written into dst: %v, want %v", in, c.inside)
+			}
+		})
+	}
+}

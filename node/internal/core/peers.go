@@ -184,7 +184,12 @@ func (c *Core) send(p *peer, dst uuid.UUID, f []byte, ctrl bool) bool {
 			c.stats.DroppedNoRoute++ // the destination's signed record is not known yet
 			return false
 		}
-		f = sf
+		if !c.enqueue(p, sf, ctrl) {
+			c.keepSpare(sf) // in no queue: free at once
+			return false
+		}
+		c.sealedCopy(sf)
+		return true
 	}
 	return c.enqueue(p, f, ctrl)
 }

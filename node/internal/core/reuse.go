@@ -1,6 +1,7 @@
 package core
 
 import (
+	"slices"
 	"time"
 
 	"github.com/distrirender/distrirender/message"
@@ -23,14 +24,25 @@ const reuseAge = 30 * time.Second
 type reuse struct {
 	live  map[*byte]*reused // keyed by the first byte of the body
 	sweep time.Time         // when old entries are next looked for
+	// spare are sealed copies whose Write is done, for the next seal: a
+	// closed cluster seals every transmission into a copy of its own.
+	spare      [][]byte
+	spareBytes int
 }
 
 type reused struct {
 	frame []byte
 	out   int  // in queues, held or in a Write: enqueued and not written
 	acked bool // its sender let it go, every copy acknowledged
+	spare bool // a sealed copy: kept for the next seal, not handed back
 	since time.Time
 }
+
+// maxSpare bounds the sealed copies kept for reuse: their count and bytes.
+const (
+	maxSpare      = 64
+	maxSpareBytes = 4 << 20
+)
 
 // key is the map key of frame f, or nil when f is too short to be tracked.
 func (c *Core) reuseKey(f []byte) *byte {
@@ -47,6 +59,36 @@ func (c *Core) track(f []byte) { c.trackAs(f, reused{}) }
 // (Frame), and free once written.
 func (c *Core) relayed(f []byte) { c.trackAs(f, reused{out: 1, acked: true}) }
 
+// sealedCopy tracks a sealed copy just queued: free once written, and then
+// kept for the next seal.
+func (c *Core) sealedCopy(f []byte) { c.trackAs(f, reused{out: 1, acked: true, spare: true}) }
+
+// spareFor returns a kept sealed copy that can hold n bytes, or nil.
+func (c *Core) spareFor(n int) []byte {
+	r := &c.reuse
+	if c.cfg.ReuseFrom <= 0 || n < c.cfg.ReuseFrom {
+		return nil
+	}
+	for i := len(r.spare) - 1; i >= 0; i-- {
+		if f := r.spare[i]; cap(f) >= n {
+			r.spare = slices.Delete(r.spare, i, i+1)
+			r.spareBytes -= cap(f)
+			return f
+		}
+	}
+	return nil
+}
+
+// keepSpare keeps f, a sealed copy nothing refers to, for the next seal.
+func (c *Core) keepSpare(f []byte) {
+	r := &c.reuse
+	if c.reuseKey(f) == nil || len(r.spare) >= maxSpare || r.spareBytes+cap(f) > maxSpareBytes {
+		return
+	}
+	r.spare = append(r.spare, f)
+	r.spareBytes += cap(f)
+}
+
 func (c *Core) trackAs(f []byte, e reused) {
 	k := c.reuseKey(f)
 	if k == nil {
@@ -56,8 +98,9 @@ func (c *Core) trackAs(f []byte, e reused) {
 	if r.live == nil {
 		r.live = make(map[*byte]*reused)
 	}
-	e.frame, e.since = f, c.now
-	r.live[k] = &e
+	tracked := e // declared here, so that only a tracked frame costs an allocation
+	tracked.frame, tracked.since = f, c.now
+	r.live[k] = &tracked
 }
 
 // queued notes that f went into a queue or the held list; unqueued that it
@@ -110,6 +153,10 @@ func (ss *streams) released(s *outStream) {
 func (c *Core) maybeFree(k *byte, e *reused) {
 	if e.acked && e.out == 0 {
 		delete(c.reuse.live, k)
+		if e.spare {
+			c.keepSpare(e.frame)
+			return
+		}
 		c.out.Free = append(c.out.Free, e.frame)
 	}
 }

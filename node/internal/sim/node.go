@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -267,11 +268,18 @@ func (n *Node) flush() {
 			}
 		}
 		link, life := w.Link, n.Life
-		frames := slices.Clone(w.Frames) // lent until WriteDone, as to a driver's writer
+		// The frames are lent until WriteDone, as to a driver's writer:
+		// none may change meanwhile (a frame handed back and reused too
+		// early would).
+		frames := slices.Clone(w.Frames)
+		sums := make([]uint32, len(frames))
+		for i, f := range frames {
+			sums[i] = crc32.ChecksumIEEE(f)
+		}
 		s.at(s.doneAt(e), func() {
-			for _, f := range frames {
-				if poisoned(f) {
-					n.rec.bug(fmt.Sprintf("n%d: a frame was handed back (Ready.Free) while its Write was under way", n.idx))
+			for i, f := range frames {
+				if poisoned(f) || crc32.ChecksumIEEE(f) != sums[i] {
+					n.rec.bug(fmt.Sprintf("n%d: a frame changed while its Write was under way (handed back or reused too early)", n.idx))
 				}
 			}
 			if n.alive && n.Life == life {
