@@ -254,15 +254,24 @@ func Seal(frame []byte, n int) []byte { return SealInto(nil, frame, n) }
 // SealInto is Seal, writing the copy into dst when its capacity suffices
 // (dst's bytes are overwritten) and into a new slice otherwise.
 func SealInto(dst, frame []byte, n int) []byte {
+	f := SealHeader(dst, frame, n)
+	copy(f[HeaderSize:], frame[HeaderSize:])
+	clear(f[len(frame):])
+	return f
+}
+
+// SealHeader is SealInto for a caller that writes the whole body itself (an
+// AEAD sealing the plaintext from frame into the copy): only the header is
+// copied, and the body's bytes are left as dst held them.
+func SealHeader(dst, frame []byte, n int) []byte {
 	size := len(frame) + n
 	var f []byte
 	if cap(dst) >= size {
 		f = dst[:size]
-		clear(f[len(frame):])
 	} else {
 		f = make([]byte, size)
 	}
-	copy(f, frame)
+	copy(f, frame[:HeaderSize])
 	f[offFlags] |= byte(FlagSealed)
 	binary.BigEndian.PutUint32(f[offBodyLen:], uint32(len(frame)-HeaderSize+n))
 	return f

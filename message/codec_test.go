@@ -505,3 +505,14 @@ func TestSealInto(t *testing.T) {
 		})
 	}
 }
+
+// SealHeader gives Seal's header and length, and leaves the body to the
+// caller.
+func TestSealHeader(t *testing.T) {
+	frame := (&Message{Header: Header{Type: TypeMsg}, Body: []byte("body")}).Encode()
+	want := Seal(frame, 24)
+	got := SealHeader(bytes.Repeat([]byte{0xAB}, 100), frame, 24)
+	if len(got) != len(want) || !bytes.Equal(got[:HeaderSize], want[:HeaderSize]) {
+		t.Fatalf("SealHeader = %x, want the header of %x", got, want)
+	}
+}

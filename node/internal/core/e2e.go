@@ -255,7 +255,8 @@ func (s *sealer) seal(c *Core, dst uuid.UUID, f []byte) ([]byte, error) {
 	}
 	n := s.next
 	s.next++
-	sf := message.SealInto(c.spareFor(len(f)+message.SealOverhead), f, message.SealOverhead)
+	// The nonce and the AEAD's output fill the whole body.
+	sf := message.SealHeader(c.spareFor(len(f)+message.SealOverhead), f, message.SealOverhead)
 	body := sf[message.HeaderSize:]
 	binary.BigEndian.PutUint64(body, n)
 	p.out.Seal(body[8:8], s.nonce(n), f[message.HeaderSize:], s.aad(sf))
