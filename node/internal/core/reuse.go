@@ -17,10 +17,10 @@ const reuseAge = 30 * time.Second
 // Config.ReuseFrom bytes or more, so that Ready.Free can hand each back
 // once nothing refers to it: its stream's sender let it go with every copy
 // acknowledged (a relayed frame has no sender), and no queue, held list or
-// Write holds it. Retransmissions, sealed copies and broadcasts are other
-// frames and are not tracked. Anything it is unsure of
-// it forgets: a frame never handed back is only garbage, one handed back
-// too early would be another message's bytes on the wire.
+// Write holds it. Sealed copies are tracked the same way but kept for the
+// next seal. Retransmissions and broadcasts are not tracked. Anything it is
+// unsure of it forgets: a frame never handed back is only garbage, one
+// handed back too early would be another message's bytes on the wire.
 type reuse struct {
 	live  map[*byte]*reused // keyed by the first byte of the body
 	sweep time.Time         // when old entries are next looked for
@@ -44,7 +44,8 @@ const (
 	maxSpareBytes = 4 << 20
 )
 
-// key is the map key of frame f, or nil when f is too short to be tracked.
+// reuseKey is the map key of frame f, or nil when f is not to be tracked
+// (shorter than ReuseFrom, or reuse off).
 func (c *Core) reuseKey(f []byte) *byte {
 	if c.cfg.ReuseFrom <= 0 || len(f) < c.cfg.ReuseFrom || len(f) <= message.HeaderSize {
 		return nil
