@@ -32,7 +32,16 @@ func TestConnectionChurnBounded(t *testing.T) {
 		runtime.ReadMemStats(&ms)
 		return ms.HeapInuse
 	}
-	runtime.GC()
+	// What the node keeps is measured in live bytes after a collection:
+	// the spans in use (HeapInuse) also count the holes the churn left in
+	// them, a few MiB that come and go with the allocator's luck.
+	live := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	live0 := live()
 	heap0 := heap()
 	var peakHeap uint64
 
@@ -89,16 +98,26 @@ func TestConnectionChurnBounded(t *testing.T) {
 	if grown := int64(peakHeap) - int64(heap0); grown > 128<<20 {
 		t.Fatalf("the heap grew by %d MiB during the churn, more than 128", grown>>20)
 	}
-	runtime.GC()
-	if kept := int64(heap()) - int64(heap0); kept > 4<<20 {
-		t.Fatalf("%d MiB more heap in use after the churn than before", kept>>20)
-	}
+	// The node lets go of the closed connections on its own goroutines:
+	// wait until they are gone (the join's edge stays) before measuring
+	// what it kept.
+	t.Logf("%d goroutines once the attackers are gone (base %d)", runtime.NumGoroutine(), base)
+	meshtest.WaitFor(t, 10*time.Second, "the churn's goroutines to end", func() bool {
+		return runtime.NumGoroutine() <= base+16
+	})
+	// Edges closing late may hold their buffers a moment longer; a node that
+	// kept them would stay above the bound until the deadline.
+	var kept int64
+	meshtest.WaitFor(t, 10*time.Second, "the live heap to come back within 4 MiB of where it was", func() bool {
+		kept = int64(live()) - int64(live0)
+		return kept <= 4<<20
+	})
 	st := m.Node(victim).Stats()
 	if st.HandshakesRefused == 0 {
 		t.Fatalf("no handshake refused under %d connections from %d sources", sources*rounds, sources)
 	}
-	t.Logf("%d connections, %d refused, peak %d goroutines (base %d), heap %d → at most %d KiB",
-		sources*rounds, st.HandshakesRefused, peak, base, heap0>>10, peakHeap>>10)
+	t.Logf("%d connections, %d refused, peak %d goroutines (base %d), heap %d → at most %d KiB, %d KiB kept",
+		sources*rounds, st.HandshakesRefused, peak, base, heap0>>10, peakHeap>>10, kept>>10)
 }
 
 func TestHandshakeLimitsOption(t *testing.T) {
