@@ -35,22 +35,26 @@ type sendReq struct {
 	err  error
 }
 
-// reqPool recycles send requests, and their done channels, so that a Send
-// allocates nothing but its frame in the steady state. A request goes back
-// only once its answer was received: the loop holds no reference then.
-var reqPool = sync.Pool{New: func() any { return &sendReq{done: make(chan struct{}, 1)} }}
-
-func getReq() *sendReq { return reqPool.Get().(*sendReq) }
+// getReq takes a send request from the node's pool (Node.reqPool): requests,
+// and their done channels, are recycled so that a Send allocates nothing but
+// its frame in the steady state. A request goes back only once its answer
+// was received: the loop holds no reference then.
+func (n *Node) getReq() *sendReq {
+	if r, ok := n.reqPool.Get().(*sendReq); ok {
+		return r
+	}
+	return &sendReq{done: make(chan struct{}, 1)}
+}
 
 // putReq returns r to the pool; r's done signal must have been received.
-func putReq(r *sendReq) {
+func (n *Node) putReq(r *sendReq) {
 	r.SendRequest = core.SendRequest{}
 	r.one = [1]uuid.UUID{}
 	r.frame1 = [1][]byte{}
 	r.cancelled.Store(false)
 	r.fast = false
 	r.err = nil
-	reqPool.Put(r)
+	n.reqPool.Put(r)
 }
 
 // finish answers r: the one signal its submitter waits for.
@@ -88,16 +92,16 @@ func (n *Node) submit(ctx context.Context, r *sendReq) error {
 	select {
 	case n.ctl <- r:
 	case <-n.quit:
-		putReq(r)
+		n.putReq(r)
 		return ErrClosed
 	case <-ctx.Done():
-		putReq(r)
+		n.putReq(r)
 		return ctx.Err()
 	}
 	select {
 	case <-r.done:
 		err := r.err
-		putReq(r)
+		n.putReq(r)
 		return err
 	case <-n.loopDone:
 		return n.answered(r)
@@ -115,7 +119,7 @@ func (n *Node) submit(ctx context.Context, r *sendReq) error {
 		return n.answered(r)
 	}
 	err := r.err
-	putReq(r)
+	n.putReq(r)
 	if errors.Is(err, core.ErrCancelled) {
 		return ctx.Err()
 	}
@@ -375,7 +379,7 @@ func (n *Node) apply(rd core.Ready) {
 					n.emit(Event{Kind: DeliveryFailed, Peer: d, Body: r.Frames[i][message.HeaderSize:], Err: a.Err})
 				}
 			}
-			putReq(r)
+			n.putReq(r)
 		}
 	}
 	for _, e := range rd.Events {

@@ -250,8 +250,9 @@ type Node struct {
 	reqID uint64
 	final core.Stats // the core's counters once the loop has stopped
 
-	fast fastSends // Send's fast path: see fastsend.go
-	bufs buffers   // large frames' buffers (buffers.go)
+	fast    fastSends // Send's fast path: see fastsend.go
+	bufs    buffers   // large frames' buffers (buffers.go)
+	reqPool sync.Pool // send requests for reuse (getReq)
 }
 
 // New makes a node on transport tr (and any added WithTransport), starts
@@ -416,7 +417,7 @@ func (n *Node) Multicast(ctx context.Context, tos []uuid.UUID, body []byte) erro
 	if len(body) > n.cfg.core.MaxBody {
 		return fmt.Errorf("%w: %d > %d bytes", ErrTooLarge, len(body), n.cfg.core.MaxBody)
 	}
-	r := getReq()
+	r := n.getReq()
 	dsts := r.one[:0]
 	for _, to := range tos {
 		var err error
@@ -427,7 +428,7 @@ func (n *Node) Multicast(ctx context.Context, tos []uuid.UUID, body []byte) erro
 			err = ErrSelf
 		}
 		if err != nil {
-			putReq(r)
+			n.putReq(r)
 			return err
 		}
 		if !slices.Contains(dsts, to) {
@@ -435,7 +436,7 @@ func (n *Node) Multicast(ctx context.Context, tos []uuid.UUID, body []byte) erro
 		}
 	}
 	if len(dsts) == 0 {
-		putReq(r)
+		n.putReq(r)
 		return nil
 	}
 	r.Dsts = dsts
@@ -449,7 +450,7 @@ func (n *Node) Multicast(ctx context.Context, tos []uuid.UUID, body []byte) erro
 	}
 	if len(dsts) == 1 {
 		if err := ctx.Err(); err != nil {
-			putReq(r)
+			n.putReq(r)
 			return err
 		}
 		r.fast = true
@@ -468,7 +469,7 @@ func (n *Node) Broadcast(ctx context.Context, body []byte) error {
 	if len(body) > n.cfg.core.MaxBody {
 		return fmt.Errorf("%w: %d > %d bytes", ErrTooLarge, len(body), n.cfg.core.MaxBody)
 	}
-	r := getReq()
+	r := n.getReq()
 	r.Bcast = true
 	r.frame1[0] = outFrame(body)
 	r.Frames = r.frame1[:]

@@ -171,12 +171,11 @@ func (w *watch) disarm() {
 	w.done, w.stop, w.fired = nil, nil, nil
 }
 
-// bufPool holds write buffers (prefix and frame), so that a Send allocates
-// nothing in the steady state and keeps no buffer per edge.
-var bufPool sync.Pool
-
-func getBuf(n int) *[]byte {
-	if p, ok := bufPool.Get().(*[]byte); ok && cap(*p) >= n {
+// getBuf takes a write buffer (prefix and frame) of length n from the
+// transport's pool (Transport.bufs), so that a Send allocates nothing in the
+// steady state and keeps no buffer per edge.
+func (t *Transport) getBuf(n int) *[]byte {
+	if p, ok := t.bufs.Get().(*[]byte); ok && cap(*p) >= n {
 		*p = (*p)[:n]
 		return p
 	}
@@ -241,8 +240,8 @@ func (e *Edge) send(ctx context.Context, op string, frames [][]byte) error {
 	for _, f := range frames {
 		size += prefixLen + len(f)
 	}
-	p := getBuf(min(size, batchBuffer))
-	defer bufPool.Put(p)
+	p := e.t.getBuf(min(size, batchBuffer))
+	defer e.t.bufs.Put(p)
 	b := (*p)[:0]
 	for i, f := range frames {
 		b = binary.BigEndian.AppendUint32(b, uint32(len(f)))

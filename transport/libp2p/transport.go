@@ -102,6 +102,7 @@ type Transport struct {
 	maxFrame int
 	linger   time.Duration
 	log      *slog.Logger
+	bufs     sync.Pool // write buffers of the edges' Sends (getBuf)
 
 	edges *edgeset.Set[*Edge] // open edges, the accept queue; closed when Close starts
 
