@@ -348,13 +348,43 @@ func TestSimChurnWithTraffic(t *testing.T) {
 			t.Fatal(strings.Join(u, "\n"))
 		}
 	}
+	// A joiner whose contact was full and redirected it to nodes that had
+	// just gone, or whose only neighbour left before it learned anyone
+	// else, is alone and knows no live node: nothing in the protocol can
+	// find the mesh again (seed 1796455835181839825). Its application
+	// learns it (Connect's error, or Disconnected) and connects it again,
+	// as here; a node that knows a live node must find its way back alone.
+	s.Run(time.Second)
+	rejoined := 0
+	for _, n := range s.Live() {
+		if len(n.Core().Neighbors()) > 0 || knowsLive(s, n) {
+			continue
+		}
+		for _, m := range s.Live() {
+			if m != n && len(m.Core().Neighbors()) > 0 {
+				n.Link(m)
+				rejoined++
+				break
+			}
+		}
+	}
 	converge(t, s, 2*time.Minute)
 	if !sim.DegreesWithin(s, 1, hi) {
 		t.Fatal("after churn a node has no neighbour or too many")
 	}
 	settle(t, s, rec, 10*time.Minute)
-	t.Logf("%d joins and leaves: %s in %v; %d live nodes, diameter %d",
-		ops, rec.Summary(), s.Elapsed(), len(s.Live()), ns[0].Core().Topology().Diameter())
+	t.Logf("%d joins and leaves: %s in %v; %d live nodes, diameter %d; %d alone with nothing to go on, connected again",
+		ops, rec.Summary(), s.Elapsed(), len(s.Live()), ns[0].Core().Topology().Diameter(), rejoined)
+}
+
+// knowsLive reports whether n holds the record of another live node.
+func knowsLive(s *sim.Sim, n *sim.Node) bool {
+	for _, m := range s.Live() {
+		if m != n && n.Core().Routes().Known(m.ID) {
+			return true
+		}
+	}
+	return false
 }
 
 func TestSimRestartWithSameUUID(t *testing.T) {
