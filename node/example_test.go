@@ -47,6 +47,7 @@ func Example() {
 		panic(err)
 	}
 	fmt.Printf("c got %q from a: %v\n", d.Body, d.From == a.ID())
+	d.Release() // optional: the body's memory goes back to c for reuse
 
 	if err := c.Broadcast(ctx, []byte("to everyone")); err != nil {
 		panic(err)
