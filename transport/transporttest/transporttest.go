@@ -161,6 +161,14 @@ func (s suite) pair(t *testing.T) (ab, ba transport.Edge) {
 	return connect(t, s.newTransport(t), s.newTransport(t))
 }
 
+// limitedPair is pair, with the largest frame both transports take.
+func (s suite) limitedPair(t *testing.T) (ab, ba transport.Edge, limit int) {
+	t.Helper()
+	a, b := s.newTransport(t), s.newTransport(t)
+	ab, ba = connect(t, a, b)
+	return ab, ba, min(maxFrame(a), maxFrame(b))
+}
+
 func send(t *testing.T, e transport.Edge, frame []byte) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
@@ -336,11 +344,9 @@ func (s suite) frameTooLarge(t *testing.T) {
 // frame over the limit is refused whole by a BatchSender, the edge staying
 // usable.
 func (s suite) batch(t *testing.T) {
-	a, b := s.newTransport(t), s.newTransport(t)
-	ab, ba := connect(t, a, b)
+	ab, ba, limit := s.limitedPair(t)
 	_, native := ab.(transport.BatchSender)
 	t.Logf("edge implements transport.BatchSender: %v", native)
-	limit := min(maxFrame(a), maxFrame(b))
 	ctx, cancel := context.WithTimeout(context.Background(), 6*Timeout)
 	defer cancel()
 
@@ -422,11 +428,9 @@ func (s suite) batch(t *testing.T) {
 // does not disturb the next frame). A buffer of the wrong length is not
 // used.
 func (s suite) receiveBuffer(t *testing.T) {
-	a, b := s.newTransport(t), s.newTransport(t)
-	ab, ba := connect(t, a, b)
+	ab, ba, limit := s.limitedPair(t)
 	_, native := ba.(transport.BufferReceiver)
 	t.Logf("edge implements transport.BufferReceiver: %v", native)
-	limit := min(maxFrame(a), maxFrame(b))
 	ctx, cancel := context.WithTimeout(context.Background(), 6*Timeout)
 	defer cancel()
 
